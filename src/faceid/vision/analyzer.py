@@ -1,0 +1,111 @@
+"""The face pipeline: detect -> 5 landmarks -> aligned chip -> 128-D descriptor."""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+
+import numpy as np
+
+from faceid.vision.align import face_chip
+from faceid.vision.detect import DEFAULT_DETECTOR, create_detector
+from faceid.vision.embed import DescriptorEmbedder
+from faceid.vision.image import ImageSource, load_image
+from faceid.vision.landmarks import ShapePredictorLandmarker
+from faceid.vision.types import Detection, Detector, Embedder, Face, Landmarker
+
+log = logging.getLogger(__name__)
+
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+
+
+class Analyzer:
+    """Finds faces and computes their descriptors. Models load on first use.
+
+    ``detector`` is a name ("fast", "mmod", "hog") or any object with the Detector interface;
+    ``upsample`` lets MMOD find faces under ~80 px; ``mirror`` averages each descriptor with its
+    mirror image's (more accurate, twice the embedding cost); ``device`` picks the ONNX Runtime
+    execution provider ("cpu", "cuda", "tensorrt"); ``threads`` caps the threads per model.
+    """
+
+    def __init__(
+        self,
+        detector: str | Detector = DEFAULT_DETECTOR,
+        *,
+        upsample: int = 0,
+        mirror: bool = False,
+        device: str = "cpu",
+        threads: int | None = None,
+        min_face_size: float = 0.0,
+        landmarker: Landmarker | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.detector_name = detector if isinstance(detector, str) else getattr(detector, "name", "custom")
+        self._detector = None if isinstance(detector, str) else detector
+        self.upsample = upsample
+        self.mirror = mirror
+        self.device = device
+        self.threads = threads
+        self.min_face_size = min_face_size
+        self._landmarker = landmarker
+        self._embedder = embedder
+
+    @cached_property
+    def detector(self) -> Detector:
+        if self._detector is not None:
+            return self._detector
+        return create_detector(self.detector_name, upsample=self.upsample, device=self.device, threads=self.threads)
+
+    @cached_property
+    def landmarker(self) -> Landmarker:
+        return self._landmarker or ShapePredictorLandmarker()
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return self._embedder or DescriptorEmbedder(device=self.device, threads=self.threads, mirror=self.mirror)
+
+    @property
+    def model_id(self) -> str:
+        """Names the descriptor model; embeddings with different ids must not be compared."""
+        return str(getattr(self.embedder, "model_id", "custom"))
+
+    def detect(self, image: ImageSource) -> list[Detection]:
+        rgb = load_image(image)
+        found = [d for d in self.detector.detect(rgb) if min(d.width, d.height) >= self.min_face_size]
+        return sorted(found, key=lambda d: (-(d.width * d.height), -d.score))
+
+    def analyze(self, image: ImageSource, max_faces: int | None = None) -> list[Face]:
+        """Every face in the image, largest first, with landmarks, chip and descriptor."""
+        rgb = load_image(image)
+        detections = [d for d in self.detector.detect(rgb) if min(d.width, d.height) >= self.min_face_size]
+        detections.sort(key=lambda d: (-(d.width * d.height), -d.score))
+        if max_faces is not None:
+            detections = detections[:max_faces]
+        return self.faces_from_detections(rgb, detections)
+
+    def faces_from_detections(self, rgb: np.ndarray, detections: list[Detection]) -> list[Face]:
+        """Landmarks, chips and descriptors for detections already found in ``rgb``."""
+        if not detections:
+            return []
+        landmarks = [self.landmarker.landmarks(rgb, d.box) for d in detections]
+        chips = np.stack([face_chip(rgb, points, size=CHIP_SIZE, padding=CHIP_PADDING) for points in landmarks])
+        embeddings = self.embedder.embed(chips)
+        return [
+            Face(box=d.box.astype(np.float32), score=d.score, landmarks=points, chip=chip, embedding=embedding)
+            for d, points, chip, embedding in zip(detections, landmarks, chips, embeddings, strict=True)
+        ]
+
+    def embed_chips(self, chips: np.ndarray) -> np.ndarray:
+        """(N, 150, 150, 3) uint8 aligned chips -> (N, 128) float32 descriptors, batched."""
+        return self.embedder.embed(np.asarray(chips))
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+    """Euclidean distance between descriptors (dlib's measure; 0.6 is its same-person threshold).
+
+    ``a`` and ``b`` may each be one descriptor (D,) or a stack (N, D); stacks broadcast.
+    """
+    diff = np.asarray(a, np.float32) - np.asarray(b, np.float32)
+    result = np.linalg.norm(diff, axis=-1)
+    return float(result) if np.ndim(result) == 0 else result
