@@ -7,6 +7,7 @@ strings, bools and dlib tensors / matrices.
 
 from __future__ import annotations
 
+import builtins
 import math
 from pathlib import Path
 
@@ -94,7 +95,7 @@ class DlibReader:
         finally:
             self._pos = saved
 
-    def float32_array(self, count: int) -> np.ndarray:
+    def float32_array(self, count: builtins.int) -> np.ndarray:
         return np.frombuffer(self._take(4 * count), dtype="<f4").astype(np.float32)
 
     def tensor(self) -> np.ndarray:
@@ -105,7 +106,7 @@ class DlibReader:
         shape = tuple(self.int() for _ in range(4))
         return self.float32_array(math.prod(shape)).reshape(shape)
 
-    def alias_tensor(self) -> tuple[int, int, int, int]:
+    def alias_tensor(self) -> tuple[builtins.int, builtins.int, builtins.int, builtins.int]:
         version = self.int()
         if version != 1:
             raise self.error(f"unsupported alias_tensor version {version}")
@@ -113,8 +114,14 @@ class DlibReader:
         return n, k, nr, nc
 
     def float_matrix(self) -> np.ndarray:
-        """A ``dlib::matrix<float>`` : rows, cols (stored negated), then each element as a float."""
-        rows, cols = -self.int(), -self.int()
+        """A ``dlib::matrix<float>`` : rows, cols, then each element as a float, row by row.
+
+        dlib writes the dimensions negated to mark its current format; files from older versions have them
+        positive (with the same element encoding), and dlib reads both.
+        """
+        rows, cols = self.int(), self.int()
+        if rows < 0 or cols < 0:
+            rows, cols = -rows, -cols
         if rows < 0 or cols < 0:
             raise self.error("bad matrix dimensions")
         return np.array([self.float() for _ in range(rows * cols)], dtype=np.float64).reshape(rows, cols)

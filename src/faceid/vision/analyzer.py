@@ -7,7 +7,7 @@ from functools import cached_property
 
 import numpy as np
 
-from faceid.vision.align import face_chip
+from faceid.vision.align import face_chips
 from faceid.vision.detect import DEFAULT_DETECTOR, create_detector
 from faceid.vision.embed import DescriptorEmbedder
 from faceid.vision.image import ImageSource, load_image
@@ -88,8 +88,10 @@ class Analyzer:
         """Landmarks, chips and descriptors for detections already found in ``rgb``."""
         if not detections:
             return []
-        landmarks = [self.landmarker.landmarks(rgb, d.box) for d in detections]
-        chips = np.stack([face_chip(rgb, points, size=CHIP_SIZE, padding=CHIP_PADDING) for points in landmarks])
+        boxes = np.stack([d.box for d in detections])
+        batch = getattr(self.landmarker, "landmarks_batch", None)
+        landmarks = list(batch(rgb, boxes)) if batch else [self.landmarker.landmarks(rgb, box) for box in boxes]
+        chips = face_chips(rgb, landmarks, size=CHIP_SIZE, padding=CHIP_PADDING)
         embeddings = self.embedder.embed(chips)
         return [
             Face(box=d.box.astype(np.float32), score=d.score, landmarks=points, chip=chip, embedding=embedding)

@@ -12,7 +12,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -20,7 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from faceid.errors import ImageError, ImageTooLargeError
 from faceid.thresholds import MAX_IMAGE_PIXELS
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Image.Image]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | Image.Image
 
 # PIL's own guard only warns below twice its limit; faceid checks the size itself, before decoding.
 Image.MAX_IMAGE_PIXELS = None
