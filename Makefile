@@ -5,9 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.faceid-installed
-EXTRAS ?= test,video
+EXTRAS ?= setup,test,video
 
-.PHONY: run test setup lint typecheck bench clean
+.PHONY: run demo test setup lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/faceid serve $(ARGS)
+
+demo: $(STAMP)
 	$(BIN)/faceid demo $(ARGS)
 
 test: $(STAMP)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common import command_line, dataset, machine, print_table
+from common import clip_frames, command_line, dataset, machine, print_table
 from faceid.vision.blazeface import DETECTOR_VARIANTS, BlazeFaceDetector, box_iou
 from faceid.vision.types import Detection
 
@@ -35,13 +35,6 @@ FRAME_MS_TARGET = 20.0
 
 def rgb(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
-
-
-def clip_frames(path: Path) -> list[np.ndarray]:
-    import av
-
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
 def verdict(ok: bool) -> str:

@@ -60,7 +60,9 @@ def test_verify_without_a_face_exits_2(tmp_path: Path, media_dir: Path) -> None:
     assert result.returncode == 2 and "no face" in result.stderr
 
 
-def test_eval_pairs_on_a_small_pairs_file(tmp_path: Path, faces_dev_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_pairs_on_a_small_pairs_file(
+    tmp_path: Path, faces_dev_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     lines = (faces_dev_dir / "pairs.txt").read_text().splitlines()
     # Two folds of 20 same and 20 different pairs, taken from the first two folds of faces-dev.
     same1, diff1 = lines[1:21], lines[301:321]

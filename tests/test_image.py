@@ -28,7 +28,8 @@ def png_claiming_size(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b"")
+    data = zlib.compress(b"\0" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
 
 
 def test_path_bytes_array_and_pil_give_the_same_pixels(tmp_path: Path) -> None:
@@ -79,7 +80,7 @@ def test_unreadable_bytes_raise_a_clear_error(data: bytes, message: str) -> None
 def test_truncated_jpeg_raises(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(buffer, "JPEG")
-    with pytest.raises(ImageError, match="truncated|corrupt|unreadable"):
+    with pytest.raises(ImageError, match=r"truncated|corrupt|unreadable"):
         load_image(buffer.getvalue()[: len(buffer.getvalue()) // 2])
 
 

@@ -33,3 +33,19 @@ class ModelFileError(FaceidError):
 
 class ModelUnavailableError(FaceidError):
     """A model or runtime was asked for but is not installed or set up on this machine."""
+
+
+class NotFoundError(BadInputError):
+    """A person, face or event that the caller named does not exist in the store."""
+
+
+class ConflictError(BadInputError):
+    """The change would break a rule of the store (a name or external id already taken, an ambiguous name...)."""
+
+
+class ArchiveError(BadInputError):
+    """A gallery archive is corrupt, tampered with, truncated or of an unknown version; nothing was imported."""
+
+
+class StoreError(FaceidError):
+    """The store could not be opened or used (unreachable database, unsupported schema, missing extension)."""

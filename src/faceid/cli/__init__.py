@@ -14,6 +14,9 @@ from faceid.errors import BadInputError, FaceidError
 # Modules that add sub-commands; each defines ``register(subparsers)``.
 COMMAND_MODULES = [
     "faceid.cli.vision_commands",
+    "faceid.cli.store_commands",
+    "faceid.cli.server_commands",
+    "faceid.cli.train_commands",
 ]
 
 log = logging.getLogger("faceid")

@@ -26,7 +26,10 @@ def _collect(images: list[str]) -> list[Path]:
     if images:
         paths: list[Path] = []
         for item in map(Path, images):
-            paths.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if item.is_dir() else [item])
+            if item.is_dir():
+                paths.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+            else:
+                paths.append(item)
         return paths
     media = default_media_dir()
     if media is None:
@@ -81,7 +84,9 @@ def run_demo(images: list[str], analyzer: Analyzer) -> int:
           f"{DLIB_DISTANCE_THRESHOLD}):")
     for number, group in enumerate(groups, 1):
         print(f"  person {number}: {', '.join(labels[i] for i in group)}")
-    print(f"\nWhat was done: each photo was decoded, its faces detected, 5 landmarks fitted, a 150x150 chip aligned and a"
-          f"\n128-D descriptor computed with dlib's ResNet running in ONNX Runtime ({total:.1f} s in all, models"
-          f"\nincluded). Next: `faceid verify A.jpg B.jpg`, `faceid --help`.")
+    print(
+        "\nWhat was done: each photo was decoded, its faces detected, 5 landmarks fitted, a 150x150 chip aligned"
+        f"\nand a 128-D descriptor computed with dlib's ResNet running in ONNX Runtime ({total:.1f} s in all,"
+        "\nmodels included). Next: `faceid verify A.jpg B.jpg`, `faceid --help`."
+    )
     return 0

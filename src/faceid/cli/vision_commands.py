@@ -71,7 +71,8 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     results = []
     for image in args.images:
         faces = analyzer.analyze(image)
-        results.append({"image": str(image), "model": analyzer.model_id, "faces": [face_record(f, True) for f in faces]})
+        records = [face_record(f, with_embedding=True) for f in faces]
+        results.append({"image": str(image), "model": analyzer.model_id, "faces": records})
     if args.json:
         print_json(results)
     else:
@@ -120,6 +121,10 @@ def _cmd_eval_pairs(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise CommandError(f"{root}: no such folder")
     analyzer = analyzer_from_args(args)
+    if args.model:
+        from faceid.store.versions import analyzer_for_model
+
+        analyzer = analyzer_for_model(args.model, analyzer, args.data_dir, args.db)
     report = evaluate_pairs(
         analyzer, pairs_file, root, threshold=args.threshold, use_cache=not args.no_cache, progress=not args.quiet
     )
@@ -188,6 +193,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pairs.add_argument("--threshold", type=float, default=DLIB_DISTANCE_THRESHOLD, help="fixed threshold reported")
     pairs.add_argument("--no-cache", action="store_true", help="recompute every embedding")
     pairs.add_argument("--quiet", action="store_true", help="no progress bar")
+    pairs.add_argument("--model", metavar="VERSION", help="a model version stored by faceid finetune (default: dlib's)")
+    pairs.add_argument("--data-dir", default=None, help="with --model: the store holding it")
+    pairs.add_argument("--db", default=None, help="with --model: the store's database URL")
     add_analyzer_options(pairs)
     add_json_option(pairs)
     pairs.set_defaults(handler=_cmd_eval_pairs)

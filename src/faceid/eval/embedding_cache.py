@@ -22,7 +22,9 @@ class EmbeddingCache:
         self.config = config
         self.path = path or cache_dir() / "embeddings.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path)
+        # Several evaluations may share the cache; wait for a writer rather than fail, and commit often.
+        self._db = sqlite3.connect(self.path, timeout=60)
+        self._pending = 0
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, found INTEGER, box BLOB, embedding BLOB)"
@@ -34,12 +36,12 @@ class EmbeddingCache:
         return hashlib.sha1(raw.encode()).hexdigest()
 
     def get(self, image: Path) -> tuple[bool, np.ndarray | None, np.ndarray | None] | None:
-        row = self._db.execute("SELECT found, box, embedding FROM results WHERE key = ?", (self._key(image),)).fetchone()
+        query = "SELECT found, box, embedding FROM results WHERE key = ?"
+        row = self._db.execute(query, (self._key(image),)).fetchone()
         if row is None:
             return None
         found, box, embedding = row
-        as_array = (lambda b: np.frombuffer(b, np.float32).copy() if b is not None else None)
-        return bool(found), as_array(box), as_array(embedding)
+        return bool(found), _as_array(box), _as_array(embedding)
 
     def put(self, image: Path, found: bool, box: np.ndarray | None, embedding: np.ndarray | None) -> None:
         self._db.execute(
@@ -51,10 +53,18 @@ class EmbeddingCache:
                 None if embedding is None else np.asarray(embedding, np.float32).tobytes(),
             ),
         )
+        self._pending += 1
+        if self._pending >= 64:
+            self.commit()
 
     def commit(self) -> None:
         self._db.commit()
+        self._pending = 0
 
     def close(self) -> None:
         self._db.commit()
         self._db.close()
+
+
+def _as_array(blob: bytes | None) -> np.ndarray | None:
+    return np.frombuffer(blob, np.float32).copy() if blob is not None else None

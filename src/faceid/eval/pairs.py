@@ -15,6 +15,7 @@ from faceid.eval.embedding_cache import EmbeddingCache
 from faceid.eval.metrics import accuracy_at, kfold_accuracy, roc_auc, tar_at_far
 from faceid.thresholds import DLIB_DISTANCE_THRESHOLD
 from faceid.vision.analyzer import Analyzer
+from faceid.vision.detect import detector_signature
 from faceid.vision.image import load_image
 from faceid.vision.types import Detection
 
@@ -118,7 +119,8 @@ def embed_images(
     were found in this set (the crops are aligned, so that box is where the face is), rather
     than being dropped: every pair is scored.
     """
-    cache = EmbeddingCache(f"pairs|{analyzer.detector_name}|{analyzer.upsample}|{analyzer.model_id}") if use_cache else None
+    config = f"pairs|{detector_signature(analyzer.detector)}|{analyzer.model_id}"
+    cache = EmbeddingCache(config) if use_cache else None
     results: dict[str, ImageResult] = {}
     missing: list[str] = []
     unreadable: list[str] = []

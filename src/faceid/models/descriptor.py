@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from faceid.models.dlib_dnn import Affine, AddPrev, Conv, DlibNetwork, FullyConnected, Pool, Relu, read_network
+from faceid.models.dlib_dnn import AddPrev, Affine, Conv, DlibNetwork, FullyConnected, Pool, Relu, read_network
 from faceid.models.dlib_serialize import DlibReader
 from faceid.models.onnx_graph import FLOAT, UINT8, GraphBuilder, conv_output_size
 

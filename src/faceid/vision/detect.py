@@ -37,3 +37,14 @@ def create_detector(name: str, upsample: int = 0, device: str = "cpu", threads: 
     if factory is None:
         raise ValueError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
     return factory(upsample, device, threads)
+
+
+def detector_signature(detector: Detector) -> str:
+    """A string naming a detector and its settings, for keying cached results."""
+    settings = {
+        key: value
+        for key, value in sorted(vars(detector).items())
+        if not key.startswith("_") and isinstance(value, str | int | float | bool | tuple | dict)
+        and key not in ("device", "threads")
+    }
+    return f"{detector.name}{settings}"

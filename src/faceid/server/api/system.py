@@ -1,0 +1,125 @@
+"""Health, metrics, dashboard counts, and the gallery pull for edge devices."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+import faceid
+from faceid.server.api.common import ERRORS, Svc
+from faceid.server.auth import GALLERY, VIEW, Principal, require
+from faceid.server.metrics import CONTENT_TYPE
+from faceid.server.schemas import GalleryOut, HealthOut, StatsOut
+from faceid.server.views import count_unknown_since, person_names
+from faceid.store.gallery import current_version
+from faceid.store.schema import Face
+
+router = APIRouter(tags=["system"])
+
+Viewer = Annotated[Principal, Depends(require(VIEW))]
+
+
+@router.get(
+    "/health",
+    response_model=HealthOut,
+    responses={503: {"model": HealthOut}},
+    summary="Is the server up and its database reachable? (no login needed)",
+)
+def health(svc: Svc) -> JSONResponse:
+    try:
+        with svc.store.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        database = True
+    except Exception:
+        database = False
+    body = {
+        "status": "ok" if database else "degraded",
+        "version": faceid.__version__,
+        "backend": svc.store.backend,
+        "database": database,
+    }
+    return JSONResponse(body, status_code=200 if database else 503)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, **ERRORS},
+    summary="Prometheus metrics (scrape with an API key with the read scope)",
+)
+def metrics(svc: Svc, _: Viewer) -> Response:
+    return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
+
+
+@router.get("/stats", response_model=StatsOut, responses=ERRORS, summary="Counts for the dashboard")
+def stats(svc: Svc, _: Viewer) -> dict[str, Any]:
+    info = svc.store.stats()
+    midnight = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return {
+        "people": info["people"],
+        "faces": sum(info["faces_by_model"].values()),
+        "events": info["events"],
+        "unknown_events_today": count_unknown_since(svc.store, midnight),
+        "backend": info["backend"],
+        "model_id": svc.store.model_id,
+        "detector": svc.store.analyzer.detector_name,
+    }
+
+
+@router.get(
+    "/gallery/embeddings",
+    response_model=GalleryOut,
+    responses={304: {"description": "unchanged since the ETag sent in If-None-Match"}, **ERRORS},
+    summary="Every enrolled face's descriptor of one model, with the calibrated threshold (for edge devices)",
+)
+def gallery_embeddings(
+    svc: Svc,
+    _: Annotated[Principal, Depends(require(GALLERY))],
+    model: Annotated[
+        str | None, Query(max_length=100, description="descriptor model id (default: the server's)")
+    ] = None,
+    include_cohort: Annotated[bool, Query(description="also send the calibration cohort (for cohort scoring)")] = False,
+    if_none_match: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    model_id = model or svc.store.model_id
+    with Session(svc.store.engine) as session:
+        version = current_version(session)
+        etag = f'"{version}-{int(include_cohort)}-{hashlib.sha256(model_id.encode()).hexdigest()[:12]}"'
+        if if_none_match == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        rows = session.execute(
+            select(Face.id, Face.person_id, Face.embedding)
+            .where(Face.model_id == model_id)
+            .order_by(Face.person_id, Face.id)
+        ).all()
+    names = person_names(svc.store, [r[1] for r in rows])
+    people: dict[int, dict[str, Any]] = {}
+    for face_id, person_id, embedding in rows:
+        entry = people.setdefault(
+            person_id, {"id": person_id, "name": names.get(person_id, "?"), "face_ids": [], "embeddings": []}
+        )
+        entry["face_ids"].append(int(face_id))
+        entry["embeddings"].append([round(float(v), 7) for v in np.asarray(embedding).reshape(-1)])
+    matcher = svc.store.matcher(model_id)
+    matcher.gallery.sync()
+    calibration = svc.store.calibration(model_id)
+    body: dict[str, Any] = {
+        "model_id": model_id,
+        "version": version,
+        "threshold": float(matcher.threshold()),
+        "method": matcher.method,
+        "calibrated": calibration is not None,
+        "dim": len(rows[0][2]) if rows else 128,
+        "people": list(people.values()),
+    }
+    if include_cohort and calibration is not None and calibration.cohort is not None:
+        body["cohort"] = np.asarray(calibration.cohort, np.float32).round(7).tolist()
+        body["calibration"] = calibration.summary()
+    return JSONResponse(body, headers={"ETag": etag})

@@ -1,0 +1,166 @@
+"""The FastAPI application: the REST API under /api/v1, the web UI, and their shared services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import faceid
+from faceid.server import errors
+from faceid.server.api import api_router
+from faceid.server.config import ServerConfig
+from faceid.server.feed import ChangeListener, EventHub
+from faceid.server.limits import BodyLimitMiddleware
+from faceid.server.metrics import Metrics, MetricsMiddleware, StoreCollector
+from faceid.server.services import Services
+from faceid.server.views import Thumbnails, events_out
+from faceid.server.web import web_router
+from faceid.store import Store
+from faceid.store.accounts import Accounts
+from faceid.store.audit import AuditLog
+
+if TYPE_CHECKING:
+    from faceid.vision.analyzer import Analyzer
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("web") / "static"
+# Only this server's own files: no CDN, no inline script (so an injected <script> cannot run).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
+    "style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; "
+    "form-action 'self'"
+)
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+                    (b"permissions-policy", b"camera=(self), microphone=()"),
+                ]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def warm_up(store: Store) -> None:
+    """Load the models and the gallery now rather than during the first request."""
+    try:
+        analyzer = store.analyzer
+        analyzer.analyze(np.zeros((96, 96, 3), np.uint8))
+        analyzer.landmarker.landmarks(np.zeros((96, 96, 3), np.uint8), np.array([8, 8, 88, 88], np.float32))
+        analyzer.embed_chips(np.zeros((1, 150, 150, 3), np.uint8))
+        store.gallery().sync()
+        log.info("models and gallery loaded (%d faces)", len(store.gallery()))
+    except Exception as error:  # a broken model shows up as errors on the requests that need it
+        log.warning("warm-up failed: %s", error)
+
+
+def create_app(config: ServerConfig | None = None, *, analyzer: Analyzer | None = None) -> FastAPI:
+    """Open (creating or migrating) the store, create the first admin if there is no user, build the app.
+
+    ``analyzer`` lets several apps share loaded models (tests); otherwise one is made from the config.
+    """
+    config = config or ServerConfig()
+    if analyzer is None:
+        from faceid.vision.analyzer import Analyzer
+
+        analyzer = Analyzer(detector=config.detector, device=config.device)
+    store = Store(config.data_dir, config.db, analyzer=analyzer, index=config.index)
+    accounts = Accounts(store.engine)
+    generated = accounts.ensure_admin(config.resolved_admin_password())
+    if generated:
+        log.warning("created the user 'admin' with the generated password %s; it is not shown again", generated)
+    hub = EventHub()
+    changes = ChangeListener(store, hub, lambda record: events_out(store, [record])[0], config.poll_seconds)
+    metrics = Metrics()
+    metrics.add_store(StoreCollector(store.stats, lambda: hub.subscriber_count))
+    services = Services(
+        config=config,
+        store=store,
+        accounts=accounts,
+        audit=AuditLog(store.engine),
+        hub=hub,
+        changes=changes,
+        metrics=metrics,
+        analysis=threading.BoundedSemaphore(config.slots()),
+        generated_admin_password=generated,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        hub.bind(asyncio.get_running_loop())
+        changes.start()
+        if config.warm_up:
+            await run_in_threadpool(warm_up, store)
+        log.info("serving %r", store)
+        try:
+            yield {}
+        finally:
+            hub.close()
+            changes.stop()
+            store.close()
+
+    app = FastAPI(
+        title="faceid",
+        version=faceid.__version__,
+        description="Self-hosted face identity: people, faces, identification, events. "
+        "Log in with POST /api/v1/auth/login (then send the X-CSRF-Token header on every change), "
+        "or send an API key as `Authorization: Bearer <key>`.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,  # the stock pages load their scripts from a CDN; /api/docs is served from here
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.thumbnails = Thumbnails()
+    errors.install(app)
+    app.include_router(api_router())
+    app.include_router(web_router())
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(BodyLimitMiddleware, limit=config.max_upload_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """For ``uvicorn --factory faceid.server.app:app_from_env``: settings from FACEID_DATA_DIR, FACEID_DB,
+    FACEID_DETECTOR and FACEID_MAX_UPLOAD_MB."""
+    import os
+
+    max_mb = os.environ.get("FACEID_MAX_UPLOAD_MB")
+    config = ServerConfig(
+        data_dir=os.environ.get("FACEID_DATA_DIR") or None,
+        db=os.environ.get("FACEID_DB") or os.environ.get("FACEID_DATABASE_URL") or None,
+        detector=os.environ.get("FACEID_DETECTOR", "fast"),
+    )
+    if max_mb:
+        config.max_upload_bytes = int(float(max_mb) * 2**20)
+    return create_app(config)

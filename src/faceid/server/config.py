@@ -1,0 +1,43 @@
+"""How a server is set up: where its store is, which detector it runs, its limits."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from faceid.thresholds import MAX_UPLOAD_BYTES
+
+ADMIN_PASSWORD_ENV = "FACEID_ADMIN_PASSWORD"
+
+
+@dataclass
+class ServerConfig:
+    """``secure_cookies``: None sets the cookie's Secure flag when the request came over https (directly,
+    or through a proxy that uvicorn trusts for X-Forwarded-Proto); True or False forces it."""
+
+    data_dir: str | os.PathLike[str] | None = None
+    db: str | None = None
+    detector: str = "fast"
+    device: str = "cpu"
+    index: str = "auto"
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    secure_cookies: bool | None = None
+    admin_password: str | None = field(default=None, repr=False)
+    # Load the models at start so that the first request is not the slow one.
+    warm_up: bool = True
+    # How often a SQLite-backed server looks for events and gallery changes made by other processes
+    # (PostgreSQL tells it at once through LISTEN/NOTIFY).
+    poll_seconds: float = 0.5
+    # Photos analysed at once; more only queue for the same cores. Default: the number of cores.
+    analysis_slots: int | None = None
+
+    def resolved_admin_password(self) -> str | None:
+        return self.admin_password or os.environ.get(ADMIN_PASSWORD_ENV) or None
+
+    def slots(self) -> int:
+        return max(1, self.analysis_slots or os.cpu_count() or 1)
+
+    @property
+    def data_path(self) -> Path | None:
+        return Path(self.data_dir).expanduser() if self.data_dir else None

@@ -1,0 +1,69 @@
+"""What every request handler works with: the store, the accounts, the audit log, the live feed."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+
+from faceid.server.config import ServerConfig
+from faceid.server.feed import ChangeListener, EventHub
+from faceid.server.metrics import Metrics
+from faceid.store import Store
+from faceid.store.accounts import Accounts
+from faceid.store.audit import AuditLog
+
+if TYPE_CHECKING:
+    from faceid.server.auth import Principal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    config: ServerConfig
+    store: Store
+    accounts: Accounts
+    audit: AuditLog
+    hub: EventHub
+    changes: ChangeListener
+    metrics: Metrics
+    analysis: threading.BoundedSemaphore
+    generated_admin_password: str | None = field(default=None, repr=False)
+
+    @contextlib.contextmanager
+    def analysing(self) -> Iterator[None]:
+        """Hold one of the analysis slots (detection and embedding are CPU-bound)."""
+        with self.analysis:
+            yield
+
+    def record(
+        self,
+        request: Request,
+        principal: Principal | None,
+        action: str,
+        target_type: str | None = None,
+        target_id: Any = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """One audit row for a change that succeeded."""
+        from faceid.server.auth import client_address
+
+        self.audit.record(
+            action,
+            actor=principal.name if principal else None,
+            actor_type=principal.kind if principal else "anonymous",
+            target_type=target_type,
+            target_id=target_id,
+            details=details,
+            address=client_address(request),
+        )
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]

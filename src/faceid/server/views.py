@@ -1,0 +1,144 @@
+"""Read-side helpers: turning store records into API answers, and the few lookups the store has no
+method for (one event by id, the first face of each person, names of people)."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from PIL import Image, ImageOps
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from faceid.errors import NotFoundError
+from faceid.store import EventRecord, FaceRecord, PersonRecord, Store
+from faceid.store.schema import Event, Face, Person
+
+API = "/api/v1"
+THUMBNAIL_SIZE = 160
+THUMBNAIL_CACHE = 1024
+MEDIA_TYPES = {
+    "jpg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "bmp": "image/bmp",
+    "tif": "image/tiff",
+}
+
+
+def media_type(image_type: str | None) -> str:
+    return MEDIA_TYPES.get(image_type or "", "application/octet-stream")
+
+
+def first_faces(store: Store, person_ids: Sequence[int]) -> dict[int, int]:
+    """Each person's earliest face that has a stored image (their thumbnail)."""
+    if not person_ids:
+        return {}
+    with Session(store.engine) as session:
+        rows = session.execute(
+            select(Face.person_id, func.min(Face.id))
+            .where(Face.person_id.in_(list(person_ids)), Face.image_sha256.is_not(None))
+            .group_by(Face.person_id)
+        )
+        return {int(p): int(f) for p, f in rows}
+
+
+def person_names(store: Store, person_ids: Iterable[int | None]) -> dict[int, str]:
+    ids = sorted({p for p in person_ids if p is not None})
+    if not ids:
+        return {}
+    with Session(store.engine) as session:
+        return {int(i): str(n) for i, n in session.execute(select(Person.id, Person.name).where(Person.id.in_(ids)))}
+
+
+def get_event(store: Store, event_id: int) -> EventRecord:
+    with Session(store.engine) as session:
+        event = session.get(Event, event_id)
+        if event is None:
+            raise NotFoundError(f"no event with id {event_id}")
+        return EventRecord.of(event)
+
+
+def count_unknown_since(store: Store, since: Any) -> int:
+    with Session(store.engine) as session:
+        return int(
+            session.scalar(
+                select(func.count()).select_from(Event).where(Event.person_id.is_(None), Event.time >= since)
+            )
+            or 0
+        )
+
+
+def person_out(person: PersonRecord, thumbnail_face: int | None = None) -> dict[str, Any]:
+    out = person.to_dict()
+    out["thumbnail_url"] = f"{API}/faces/{thumbnail_face}/thumbnail" if thumbnail_face else None
+    return out
+
+
+def people_out(store: Store, people: Sequence[PersonRecord]) -> list[dict[str, Any]]:
+    thumbs = first_faces(store, [p.id for p in people])
+    return [person_out(p, thumbs.get(p.id)) for p in people]
+
+
+def face_out(face: FaceRecord) -> dict[str, Any]:
+    out = face.to_dict()
+    has_image = face.image_sha256 is not None
+    out["image_url"] = f"{API}/faces/{face.id}/image" if has_image else None
+    out["thumbnail_url"] = f"{API}/faces/{face.id}/thumbnail" if has_image else None
+    return out
+
+
+def event_out(event: EventRecord, name: str | None = None) -> dict[str, Any]:
+    out = event.to_dict()
+    out["person_name"] = name
+    out["snapshot_url"] = f"{API}/events/{event.id}/snapshot" if event.snapshot_sha256 else None
+    return out
+
+
+def events_out(store: Store, events: Sequence[EventRecord]) -> list[dict[str, Any]]:
+    names = person_names(store, [e.person_id for e in events])
+    return [event_out(e, names.get(e.person_id) if e.person_id is not None else None) for e in events]
+
+
+class Thumbnails:
+    """Square JPEG crops around a face, made on first request and kept (images never change: they are
+    named by their content)."""
+
+    def __init__(self) -> None:
+        self._cache: OrderedDict[tuple[str, tuple[float, ...]], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, store: Store, face: FaceRecord) -> bytes:
+        if face.image_sha256 is None or face.image_type is None:
+            raise NotFoundError(f"face {face.id} has no stored image")
+        key = (face.image_sha256, tuple(face.box or ()))
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        data = store.files.read(face.image_sha256, face.image_type)
+        thumbnail = crop_thumbnail(data, face.box)
+        with self._lock:
+            self._cache[key] = thumbnail
+            while len(self._cache) > THUMBNAIL_CACHE:
+                self._cache.popitem(last=False)
+        return thumbnail
+
+
+def crop_thumbnail(data: bytes, box: Sequence[float] | None, size: int = THUMBNAIL_SIZE) -> bytes:
+    with Image.open(io.BytesIO(data)) as opened:
+        image = ImageOps.exif_transpose(opened) or opened
+        image = image.convert("RGB")
+        if box and len(box) == 4:
+            x1, y1, x2, y2 = box
+            side = max(x2 - x1, y2 - y1) * 1.6  # some hair and chin around the detector's tight box
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            image = image.crop((int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2)))
+        image = ImageOps.fit(image, (size, size))
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=85)
+        return out.getvalue()

@@ -1,0 +1,140 @@
+"""Engines for the two backends, and the schema migrations that run when a store opens.
+
+SQLite: one file, WAL (readers never wait for the writer), foreign keys on, a generous busy
+timeout, and write transactions opened with ``BEGIN IMMEDIATE`` so that two processes wanting
+to write queue up instead of failing halfway. PostgreSQL: psycopg 3 and the pgvector extension.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+from faceid.errors import StoreError
+from faceid.store.config import describe_url
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+# Any constant works; it names the lock that serialises migrations on one PostgreSQL database.
+MIGRATION_LOCK_KEY = 0x46414345  # "FACE"
+WRITE_OPTION = "faceid_write"
+_REVISION_LINE = re.compile(r"""^(down_)?revision\s*=\s*['"]?([^'"\s]+)['"]?""", re.MULTILINE)
+
+
+@functools.cache
+def schema_head() -> str:
+    """The newest migration, read from the scripts' ``revision`` lines: opening an up-to-date store
+    compares with it and never loads Alembic (tests/store/test_migrations.py checks it against Alembic's)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        for down, value in _REVISION_LINE.findall(script.read_text(encoding="utf-8")):
+            (parents if down else revisions).add(value)
+    heads = sorted(revisions - parents)
+    return heads[0] if len(heads) == 1 else ""  # several heads: let Alembic sort it out
+
+
+def create_store_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return engine
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        # Opening a connection (and its pragmas) costs more than a whole identification; keep a few.
+        pool_size=5,
+        max_overflow=20,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own would be deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A deferred transaction that later writes can hit SQLITE_BUSY with no retry possible;
+        # taking the write lock up front makes concurrent writers wait their turn instead.
+        immediate = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        connection.rollback()
+    return None if revision is None else str(revision)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema up to date; safe when several processes open the same new store at once."""
+    try:
+        current = current_revision(engine)
+    except OperationalError as error:
+        raise StoreError(f"cannot open the database {describe_url(engine.url)}: {error.orig}") from None
+    if current is not None and current == schema_head():
+        return
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    head = head_revision()
+    known = {script.revision for script in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+    if current is not None and current not in known:
+        raise StoreError(
+            f"the database {describe_url(engine.url)} has schema revision {current}, newer than this faceid knows; "
+            "upgrade faceid"
+        )
+    log.info("migrating the store schema from %s to %s", current or "empty", head)
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        try:
+            command.upgrade(_alembic_config(connection), "head")
+        except OperationalError as error:
+            raise StoreError(f"cannot create the store's tables: {error.orig}") from None

@@ -1,0 +1,267 @@
+"""Open-set identification: rank the people a probe may be, normalise the score, decide person or unknown.
+
+How a probe is scored against a person, chosen by measurement on faces-dev (``faceid bench identify``,
+bench/RESULTS.md "Identification"):
+
+* **Centroid, not nearest face.** A person with several faces is represented by the mean of their
+  descriptors. With 3 photos enrolled per person it found more people at 1% stranger matches than the
+  nearest face (and far more at 0.1%): averaging cancels the noise of any one photo.
+* **Cohort normalisation.** The distance ``d`` between probe ``p`` and centroid ``c`` is divided by
+  ``sqrt(m(p) * m(c))``, where ``m(x)`` is the mean distance from ``x`` to its ``k`` nearest faces in a
+  cohort of background faces (strangers to the gallery, saved by ``faceid calibrate``). A face that sits
+  in a crowded part of descriptor space (many look-alikes) gets its distances stretched, an isolated one
+  shrunk, so one threshold means the same thing everywhere. Normalising both sides also re-ranks
+  candidates, which lifts closed-set rank-1 as well.
+
+Candidates come from the nearest faces in the gallery's index (exact or approximate); only those people
+are re-scored. The decision threshold comes from the stored calibration: the distribution of stranger
+scores (per comparison) gives, for the gallery's current number of people ``N``, the score that a
+stranger beats with probability ``target_fpir`` against the whole gallery (``1 - (1 - fmr)^N = fpir``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from faceid.store.gallery import Gallery
+from faceid.store.records import Candidate, Identification
+from faceid.store.schema import ModelVersion
+from faceid.thresholds import (
+    COHORT_K,
+    IDENTIFY_CANDIDATE_FACES,
+    IDENTIFY_CANDIDATE_PEOPLE,
+    UNCALIBRATED_CENTROID_THRESHOLD,
+)
+
+log = logging.getLogger(__name__)
+
+METHOD_DISTANCE = "centroid-distance"
+METHOD_COHORT = "centroid-cohort"
+
+
+# -- scoring, shared by the store and the benchmark (batched) ------------------------------------------
+
+
+def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances between the rows of ``a`` (n, d) and ``b`` (m, d) -> (n, m)."""
+    a = np.asarray(a, np.float32)
+    b = np.asarray(b, np.float32)
+    squared = (a * a).sum(1)[:, None] - 2.0 * (a @ b.T) + (b * b).sum(1)[None, :]
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def cohort_means(
+    vectors: np.ndarray, cohort: np.ndarray, k: int = COHORT_K, cohort_sq_norms: np.ndarray | None = None
+) -> np.ndarray:
+    """Mean distance from each row of ``vectors`` to its ``k`` nearest cohort faces."""
+    vectors = np.atleast_2d(np.asarray(vectors, np.float32))
+    if cohort_sq_norms is None:
+        distances = pairwise_distances(vectors, cohort)
+    else:
+        squared = (vectors * vectors).sum(1)[:, None] - 2.0 * (vectors @ cohort.T) + cohort_sq_norms[None, :]
+        distances = np.sqrt(np.maximum(squared, 0.0))
+    k = max(1, min(k, distances.shape[1]))
+    nearest = np.partition(distances, k - 1, axis=1)[:, :k] if k < distances.shape[1] else distances
+    return nearest.mean(axis=1)
+
+
+def normalise(distances: np.ndarray, probe_means: np.ndarray, gallery_means: np.ndarray) -> np.ndarray:
+    """``d / sqrt(m(probe) * m(gallery item))`` for a (probes, items) matrix of distances."""
+    scale = np.sqrt(np.maximum(np.outer(probe_means, gallery_means), 1e-12))
+    return np.asarray(distances / scale, np.float32)
+
+
+def centroids(embeddings: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(people, centroid matrix): the mean descriptor of each owner's faces."""
+    people, inverse = np.unique(owners, return_inverse=True)
+    sums = np.zeros((len(people), embeddings.shape[1]), np.float64)
+    np.add.at(sums, inverse, embeddings)
+    counts = np.bincount(inverse, minlength=len(people))[:, None]
+    return people, (sums / counts).astype(np.float32)
+
+
+# -- calibration ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Calibration:
+    """A model's decision rule: the method, the stranger-score tail that sets the threshold, the cohort.
+
+    ``impostor_tail`` holds the lowest (most person-like) stranger comparison scores, ascending, out of
+    ``impostor_count`` comparisons; ``threshold`` is the value for ``gallery_size`` people, kept for the
+    record; :meth:`threshold_for` recomputes it for the gallery's actual size.
+    """
+
+    model_id: str
+    method: str
+    threshold: float
+    target_fpir: float
+    gallery_size: int
+    dim: int = 128
+    cohort: np.ndarray | None = None
+    impostor_tail: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    impostor_count: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: ModelVersion) -> Calibration:
+        info = dict(row.calibration or {})
+        cohort = None
+        if row.cohort:
+            cohort = np.frombuffer(row.cohort, "<f4").astype(np.float32).reshape(-1, row.dim)
+        return cls(
+            model_id=row.model_id,
+            method=row.method or METHOD_DISTANCE,
+            threshold=float(row.threshold or 0.0),
+            target_fpir=float(info.pop("target_fpir", 0.01)),
+            gallery_size=int(info.pop("gallery_size", 0)),
+            dim=row.dim,
+            cohort=cohort,
+            impostor_tail=np.asarray(info.pop("impostor_tail", []), np.float32),
+            impostor_count=int(info.pop("impostor_count", 0)),
+            details=info,
+        )
+
+    def fill_row(self, row: ModelVersion) -> None:
+        row.dim = self.dim
+        row.method = self.method
+        row.threshold = float(self.threshold)
+        row.calibration = {
+            **self.details,
+            "target_fpir": self.target_fpir,
+            "gallery_size": self.gallery_size,
+            "impostor_tail": [round(float(v), 6) for v in self.impostor_tail],
+            "impostor_count": self.impostor_count,
+        }
+        row.cohort = None if self.cohort is None else np.asarray(self.cohort, "<f4").tobytes()
+
+    def false_match_rate(self, score: float) -> float:
+        """Share of stranger comparisons scoring at or below ``score`` (more alike); beyond the tail, an upper bound."""
+        if self.impostor_count <= 0:
+            return 1.0
+        below = int(np.searchsorted(self.impostor_tail, score, side="right"))
+        if below >= len(self.impostor_tail):
+            return max(below, len(self.impostor_tail)) / self.impostor_count
+        return below / self.impostor_count
+
+    def threshold_for(self, people: int) -> float:
+        """The score a stranger beats (matches someone) with probability ``target_fpir`` among ``people``."""
+        if self.impostor_count <= 0 or len(self.impostor_tail) == 0:
+            return self.threshold
+        people = max(people, 1)
+        fmr = 1.0 - (1.0 - self.target_fpir) ** (1.0 / people)
+        rank = int(np.floor(fmr * self.impostor_count))
+        if rank >= len(self.impostor_tail):
+            return float(self.impostor_tail[-1])
+        if rank == 0:
+            return float(self.impostor_tail[0]) - 1e-6  # below every stranger seen: the tightest we can tell
+        return float((self.impostor_tail[rank - 1] + self.impostor_tail[rank]) / 2)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "method": self.method,
+            "threshold": round(self.threshold, 6),
+            "target_fpir": self.target_fpir,
+            "gallery_size": self.gallery_size,
+            "cohort_size": 0 if self.cohort is None else len(self.cohort),
+            "impostor_comparisons": self.impostor_count,
+            **self.details,
+        }
+
+
+# -- the matcher ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ranked:
+    person_id: int
+    face_id: int  # the person's nearest face to the probe
+    distance: float  # to the person's centroid
+    score: float  # the method's score: lower = likelier
+
+
+class Matcher:
+    """Scores a probe against one model's gallery and decides, using that model's calibration (if any)."""
+
+    def __init__(self, gallery: Gallery, calibration: Calibration | None) -> None:
+        self.gallery = gallery
+        self.calibration = calibration
+        self.cohort: np.ndarray | None = None
+        self.method = METHOD_DISTANCE
+        if calibration is not None and calibration.method == METHOD_COHORT and calibration.cohort is not None:
+            self.method = METHOD_COHORT
+            self.cohort = np.ascontiguousarray(calibration.cohort, np.float32)
+            self._cohort_sq = (self.cohort * self.cohort).sum(1)
+        # m(centroid) per person, valid while the gallery hands back the same centroid array.
+        self._centroid_means: dict[int, tuple[np.ndarray, float]] = {}
+
+    def _means_of_centroids(self, people: list[int], centres: dict[int, np.ndarray]) -> np.ndarray:
+        assert self.cohort is not None
+        stale = [p for p in people if (cached := self._centroid_means.get(p)) is None or cached[0] is not centres[p]]
+        if stale:
+            # One query per person would be one small matrix product each; batch the new ones.
+            means = cohort_means(np.stack([centres[p] for p in stale]), self.cohort, COHORT_K, self._cohort_sq)
+            for person, value in zip(stale, means.tolist(), strict=True):
+                self._centroid_means[person] = (centres[person], float(value))
+            if len(self._centroid_means) > 4 * max(len(centres), 50_000):
+                self._centroid_means.clear()
+        return np.array([self._centroid_means[p][1] for p in people], np.float32)
+
+    def rank(self, probe: np.ndarray, top_k: int) -> list[Ranked]:
+        probe = np.asarray(probe, np.float32).reshape(-1)
+        neighbours = self.gallery.search(probe, max(IDENTIFY_CANDIDATE_FACES, 4 * top_k))
+        nearest_face: dict[int, int] = {}
+        for face_id, person_id in zip(neighbours.face_ids.tolist(), neighbours.person_ids.tolist(), strict=True):
+            nearest_face.setdefault(person_id, face_id)
+            if len(nearest_face) >= max(IDENTIFY_CANDIDATE_PEOPLE, top_k):
+                break
+        if not nearest_face:
+            return []
+        by_person = self.gallery.centroids(list(nearest_face))
+        people = [p for p in nearest_face if p in by_person]  # a person deleted since the search has none
+        if not people:
+            return []
+        centres = np.stack([by_person[p] for p in people])
+        distances = np.sqrt(np.maximum(((centres - probe[None, :]) ** 2).sum(axis=1), 0.0))
+        if self.cohort is not None:
+            probe_mean = cohort_means(probe, self.cohort, COHORT_K, self._cohort_sq)
+            scores = normalise(distances[None, :], probe_mean, self._means_of_centroids(people, by_person))[0]
+        else:
+            scores = distances
+        order = np.argsort(scores, kind="stable")[:top_k]
+        return [Ranked(people[i], nearest_face[people[i]], float(distances[i]), float(scores[i])) for i in order]
+
+    def threshold(self) -> float:
+        if self.calibration is None or self.method != self.calibration.method:
+            return UNCALIBRATED_CENTROID_THRESHOLD
+        return self.calibration.threshold_for(self.gallery.people_count(refresh=False))
+
+    def decide(self, candidates: list[Candidate]) -> Identification:
+        threshold = self.threshold()
+        best = candidates[0] if candidates else None
+        person = best if best is not None and best.score <= threshold else None
+        return Identification(
+            candidates=candidates,
+            person=person,
+            confidence=self.confidence(person.score) if person is not None else 0.0,
+            threshold=threshold,
+            method=self.method if self.calibration is not None else f"{self.method} (uncalibrated)",
+            model_id=self.gallery.model_id,
+        )
+
+    def confidence(self, score: float) -> float:
+        """For a calibrated model, the chance that a stranger would not score this well against the whole
+        gallery; uncalibrated, how far inside the threshold the score is (1 at distance 0)."""
+        if self.calibration is not None and self.method == self.calibration.method and self.calibration.impostor_count:
+            fmr = self.calibration.false_match_rate(score)
+            return float((1.0 - fmr) ** max(self.gallery.people_count(refresh=False), 1))
+        return float(np.clip(1.0 - score / (2 * UNCALIBRATED_CENTROID_THRESHOLD), 0.0, 1.0))
+
+
+def with_box(result: Identification, box: list[float]) -> Identification:
+    return replace(result, box=box)
