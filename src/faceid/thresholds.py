@@ -61,3 +61,94 @@ SESSION_MAX_SECONDS = 7 * 24 * 60 * 60
 # Verification (one photo against another, or against a person's centroid): dlib's same-person threshold,
 # the operating point it reports 99.38% on LFW pairs with.
 VERIFY_DISTANCE_THRESHOLD = DLIB_DISTANCE_THRESHOLD
+
+# --- Monitor (faceid.monitor); measured on media/short_hamilton_clip.mp4 (640x360, 29.97 fps) unless stated ---
+
+# The detector runs this many times per second of video (0: on every frame). At 29.97 fps that is every other
+# frame: tracks stay continuous (a face moves well under its own size in 1/15 s) for half the detector's cost,
+# which is what the 2x-real-time budget on 2 cores needs (bench/bench_monitor.py).
+MONITOR_DETECT_FPS = 15.0
+# Tracking (faceid.monitor.tracker): a detection continues a track when its box overlaps the track's predicted
+# box by MONITOR_TRACK_MIN_IOU, or, failing that, when its centre is within MONITOR_TRACK_MAX_CENTRE_SHIFT face
+# sizes of it at a similar size (small faces moving fast). A track needs MONITOR_TRACK_MIN_HITS detections to
+# count (one stray detection is never an event) and ends after MONITOR_TRACK_MAX_GAP_SECONDS without one: on
+# the clip BlazeFace loses the guest at the left edge of the audience shot for 0.53 s (at 0.5 s her appearance
+# was split into two events); a person who leaves and comes back within a second is one appearance.
+MONITOR_TRACK_MIN_IOU = 0.3
+MONITOR_TRACK_MAX_CENTRE_SHIFT = 0.5
+MONITOR_TRACK_MIN_HITS = 3
+MONITOR_TRACK_MAX_GAP_SECONDS = 1.0
+# A change of shot (edited video) ends every track: the mean absolute difference between consecutive frames,
+# sampled on an 18 x 32 grid, in grey levels. The clip's three cuts measure 27.5-30.6; the largest change
+# within a shot (a face filling half the frame turning) 14.3. 0 turns cut detection off.
+MONITOR_CUT_THRESHOLD = 20.0
+# Face quality (faceid.monitor.quality) = size x sharpness x pose scores, each in [0, 1]:
+# - size: the box's smaller side over MONITOR_FULL_QUALITY_FACE_PX (dlib's descriptor works on 150 px chips;
+#   faces-dev faces are ~110 px; under ~40 px descriptors scatter). Faces under MONITOR_MIN_FACE_PX are never
+#   embedded.
+# - sharpness: variance of the Laplacian of the face resized to 48x48, v / (v + MONITOR_SHARPNESS_HALF). On the
+#   clip: Miranda in close-up 450-1000, on the wide stage shot 300-575, the audience in the last 2 s 13-115, the
+#   out-of-focus audience behind the profile shot 2-5.
+# - pose: eye distance / box width, mapped linearly from MONITOR_EYE_RATIO_PROFILE (0) to
+#   MONITOR_EYE_RATIO_FRONTAL (1): frontal faces measure 0.40-0.48, Barack Obama's three-quarter view 0.19-0.29,
+#   the profile in the foreground 0.10-0.17.
+MONITOR_FULL_QUALITY_FACE_PX = 80.0
+MONITOR_MIN_FACE_PX = 20.0
+MONITOR_SHARPNESS_HALF = 100.0
+MONITOR_EYE_RATIO_FRONTAL = 0.42
+MONITOR_EYE_RATIO_PROFILE = 0.10
+# Frames below MONITOR_EMBED_MIN_QUALITY are not worth a descriptor at all. Frames below MONITOR_NAME_MIN_QUALITY
+# are embedded (so that a track seen only that badly still gives an "unknown" event) but may not name anyone.
+MONITOR_EMBED_MIN_QUALITY = 0.01
+MONITOR_NAME_MIN_QUALITY = 0.1
+# Per track: the first good frame once the track is confirmed, then the best frame of every
+# MONITOR_EMBED_INTERVAL_SECONDS, at most MONITOR_MAX_EMBEDDINGS_PER_TRACK descriptors.
+MONITOR_EMBED_INTERVAL_SECONDS = 0.5
+MONITOR_MAX_EMBEDDINGS_PER_TRACK = 8
+# A person is named when the frames the calibrated rule gave to them hold more than this share of the track's
+# quality weight (else the track is unknown): a stranger must pass the threshold on most good frames.
+MONITOR_VOTE_MAJORITY = 0.5
+# Event images: JPEG quality of the snapshot (the frame) and the face crop; the crop keeps MONITOR_CROP_MARGIN
+# box sides of context on each side and is at most MONITOR_CROP_MAX_PX on its longer side.
+MONITOR_SNAPSHOT_JPEG_QUALITY = 85
+MONITOR_CROP_MARGIN = 0.5
+MONITOR_CROP_MAX_PX = 320
+# Live sources: attempts at the first connection before giving up (a source that is not there at all should
+# fail at once), then reconnection with exponential backoff from MONITOR_RECONNECT_INITIAL_SECONDS up to
+# MONITOR_RECONNECT_MAX_SECONDS, for ever; a read that waits longer than MONITOR_STREAM_TIMEOUT_SECONDS is a drop.
+MONITOR_CONNECT_ATTEMPTS = 3
+MONITOR_RECONNECT_INITIAL_SECONDS = 0.5
+MONITOR_RECONNECT_MAX_SECONDS = 30.0
+MONITOR_STREAM_TIMEOUT_SECONDS = 10.0
+# Connected mode: HTTP timeout per request, upload retry backoff (a server down for minutes is retried every
+# MONITOR_UPLOAD_BACKOFF_MAX_SECONDS at worst), gallery refresh period, and how long sent events stay in the
+# on-disk queue (so that re-processing a file does not even re-send them).
+MONITOR_HTTP_TIMEOUT_SECONDS = 15.0
+MONITOR_UPLOAD_BACKOFF_INITIAL_SECONDS = 1.0
+MONITOR_UPLOAD_BACKOFF_MAX_SECONDS = 60.0
+MONITOR_GALLERY_REFRESH_SECONDS = 60.0
+MONITOR_OUTBOX_KEEP_SENT_DAYS = 7.0
+# Live preview (MJPEG over HTTP): at most this many frames per second to each viewer.
+MONITOR_PREVIEW_FPS = 10.0
+
+# --- Fine-tuning (faceid.train); measured on faces-dev, LFW folds 1-4 trained and 5-6 held out, 2 CPU cores
+# (docs/finetune.md; bench/RESULTS.md, "Fine-tuning") ---
+
+# Steps of FINETUNE_PEOPLE_PER_BATCH people x FINETUNE_PHOTOS_PER_PERSON photo views. With the triplet loss at
+# 1e-5, accuracy on the held-out people at the recalibrated threshold rose from 100 to 400 steps
+# (99.17% -> 99.33%; 98.92% before fine-tuning), TAR at FAR 1e-2 from 99.17% to 99.50%.
+FINETUNE_STEPS = 400
+FINETUNE_PEOPLE_PER_BATCH = 32
+FINETUNE_PHOTOS_PER_PERSON = 4
+# Adam on the folded convolution weights. 1e-5 and 3e-5 reached the same best-threshold accuracy at 400 steps
+# (99.42%) but 1e-5 kept more true accepts at low false-accept rates (TAR at FAR 1e-3 98.8% against 98.3%), and
+# a smaller step forgets less on a small gallery.
+FINETUNE_LR_TRIPLET = 1e-5
+FINETUNE_LR_PAIRWISE = 1e-5
+# Batch-hard triplet margin (in dlib's distance units, where 0.6 is the decision threshold).
+TRIPLET_MARGIN = 0.1
+# dlib's own loss_metric margin, stored in the model file next to its 0.6 threshold (0.04).
+DLIB_PAIRWISE_MARGIN = 0.04
+# Views of each training photo whose frozen-part output is cached: the chip and its mirror image. Two small
+# random re-alignments on top (4 views) did not help and doubled the caching time.
+FINETUNE_VIEWS = 2

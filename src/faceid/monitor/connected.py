@@ -1,0 +1,165 @@
+"""Connected mode's gallery: pulled from the server at start, refreshed in the background, cached on disk.
+
+The cache (``gallery.json`` in the state folder) is what lets an agent that restarts while the server is
+down still recognise people: it starts from the last gallery it saw and catches up once the server
+answers. Refreshing costs one cheap request while nothing changed (``If-None-Match`` -> 304).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from faceid.errors import BadInputError, FaceidError
+from faceid.monitor.client import ServerClient, ServerUnreachable
+from faceid.monitor.recognize import GalleryRecognizer
+from faceid.monitor.sources import Backoff
+from faceid.thresholds import MONITOR_CONNECT_ATTEMPTS, MONITOR_GALLERY_REFRESH_SECONDS
+
+log = logging.getLogger(__name__)
+
+
+class GalleryUnavailableError(FaceidError):
+    """No gallery: the server could not be reached and no copy was cached."""
+
+
+class GallerySync:
+    def __init__(
+        self,
+        client: ServerClient,
+        model_id: str,
+        cache_path: Path,
+        refresh_seconds: float = MONITOR_GALLERY_REFRESH_SECONDS,
+        connect_attempts: int = MONITOR_CONNECT_ATTEMPTS,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.client = client
+        self.model_id = model_id
+        self.cache_path = Path(cache_path)
+        self.refresh_seconds = refresh_seconds
+        self.connect_attempts = max(1, connect_attempts)
+        self.backoff = backoff or Backoff()
+        self.etag: str | None = None
+        self.recognizer: GalleryRecognizer | None = None
+        self.refreshed_at: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- fetching ----------------------------------------------------------------------------------------
+
+    def _fetch(self) -> bool:
+        """One request; True if a new gallery was installed. Raises ServerUnreachable, BadInputError."""
+        answer = self.client.gallery(self.model_id, self.etag)
+        if answer.status == 304:
+            self.refreshed_at = time.time()
+            return False
+        if answer.status in (401, 403):
+            raise BadInputError(
+                f"the server refused the API key for the gallery (HTTP {answer.status}: "
+                f"{answer.detail()}); it needs the 'read' scope"
+            )
+        if answer.status != 200:
+            raise ServerUnreachable(f"gallery: HTTP {answer.status}: {answer.detail()}")
+        payload = answer.json()
+        self._install(payload)
+        self.etag = answer.headers.get("etag")
+        self._save(payload)
+        return True
+
+    def _install(self, payload: dict[str, Any]) -> None:
+        if str(payload.get("model_id")) != self.model_id:
+            raise BadInputError(
+                f"the server's gallery is for model {payload.get('model_id')!r}, this monitor computes "
+                f"{self.model_id!r}: their descriptors cannot be compared"
+            )
+        recognizer = GalleryRecognizer(payload)
+        if recognizer.people == 0:
+            log.warning(
+                "the server's gallery has nobody enrolled for model %s: every face will be unknown", self.model_id
+            )
+        if not recognizer.calibrated:
+            log.warning(
+                "the server's model is not calibrated: using the uncalibrated threshold %.3f", recognizer.threshold
+            )
+        previous = self.recognizer
+        self.recognizer = recognizer  # one reference swap: the pipeline sees the old gallery or the new one
+        self.refreshed_at = time.time()
+        if previous is None or previous.version != recognizer.version:
+            log.info(
+                "gallery version %s: %d people, method %s, threshold %.4f",
+                recognizer.version,
+                recognizer.people,
+                recognizer.method,
+                recognizer.threshold,
+            )
+
+    def _save(self, payload: dict[str, Any]) -> None:
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.cache_path.with_suffix(".part")
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump({"etag": self.etag, "saved_at": time.time(), "gallery": payload}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.cache_path)
+
+    def _load_cached(self) -> bool:
+        try:
+            with open(self.cache_path, encoding="utf-8") as handle:
+                saved = json.load(handle)
+            self._install(saved["gallery"])
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.warning("ignoring the unreadable gallery cache %s: %s", self.cache_path, error)
+            return False
+        self.etag = saved.get("etag")
+        age = time.time() - float(saved.get("saved_at") or time.time())
+        log.warning("the server is unreachable: using the gallery cached %.0f minutes ago", age / 60)
+        return True
+
+    # -- life cycle --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Get a gallery (the server's, else the cached one), then keep it fresh in the background."""
+        failures = 0
+        while True:
+            try:
+                self._fetch()
+                break
+            except ServerUnreachable as error:
+                failures += 1
+                if failures >= self.connect_attempts:
+                    if self._load_cached():
+                        break
+                    raise GalleryUnavailableError(
+                        f"could not get the gallery from {self.client.base_url} ({error}) and none is cached "
+                        f"in {self.cache_path}"
+                    ) from None
+                time.sleep(self.backoff.delay(failures))
+        if self.refresh_seconds > 0:
+            self._thread = threading.Thread(target=self._refresh_loop, name="faceid-gallery", daemon=True)
+            self._thread.start()
+
+    def _refresh_loop(self) -> None:
+        failures = 0
+        while not self._stop.wait(self.refresh_seconds if not failures else self.backoff.delay(failures)):
+            try:
+                self._fetch()
+                failures = 0
+            except (ServerUnreachable, BadInputError, ValueError) as error:
+                failures += 1
+                log.warning(
+                    "gallery refresh failed (%s); keeping the gallery of version %s",
+                    error,
+                    self.recognizer.version if self.recognizer else None,
+                )
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

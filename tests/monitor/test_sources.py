@@ -1,0 +1,142 @@
+"""Sources that fail: a clear error and the right exit code; a stream that drops is reopened with backoff."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faceid.cli import main
+from faceid.monitor import Agent, AgentConfig
+from faceid.monitor.sources import Backoff, FileSource, SourceError, open_source
+
+from .mjpeg import MjpegCamera, closed_port, jpegs
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["monitor", *args])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.mp4", None, "no such file"),
+        ("empty.mp4", b"", "empty file"),
+        ("noise.mp4", bytes(range(256)) * 64, "not a readable video"),
+    ],
+)
+def test_a_bad_file_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    code, err = run_cli(capsys, str(path), "--data-dir", str(tmp_path / "data"))
+    assert code == 2
+    assert f"faceid: error: {path}: {message}" in err
+
+
+def test_a_truncated_video_is_bad_input(tmp_path: Path, media_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clip = (media_dir / "short_hamilton_clip.mp4").read_bytes()
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(clip[:20_000])  # the index (moov) of this file is at its end: nothing can be decoded
+    code, err = run_cli(capsys, str(path), "--data-dir", str(tmp_path / "data"))
+    assert code == 2 and f"{path}:" in err and "error" in err
+
+
+def test_an_unreachable_stream_fails_after_a_few_attempts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for url in (f"http://127.0.0.1:{closed_port()}/stream.mjpg", f"rtsp://user:secret@127.0.0.1:{closed_port()}/live"):
+        started = time.monotonic()
+        code, err = run_cli(capsys, url, "--data-dir", str(tmp_path / "data"), "--connect-attempts", "2")
+        assert code == 1, err
+        assert "could not connect after 2 attempt(s)" in err
+        assert "secret" not in err  # credentials never reach the logs
+        assert time.monotonic() - started < 60
+
+
+def test_bad_options_are_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], media_dir: Path) -> None:
+    clip = str(media_dir / "short_hamilton_clip.mp4")
+    assert run_cli(capsys, clip, "--api-key", "fid_x")[0] == 2
+    code, err = run_cli(capsys, clip, "--server", "http://127.0.0.1:1")
+    assert code == 2 and "API key" in err
+    assert run_cli(capsys, clip, "--server", "ftp://host", "--api-key", "k", "--state-dir", str(tmp_path))[0] == 2
+    assert run_cli(capsys, "ftp://host/video")[0] == 2
+
+
+def test_a_stream_that_drops_is_reopened_with_backoff(media_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from faceid.vision.image import load_image
+
+    frames = [load_image(media_dir / "obama.jpg")[:360, :640]]
+    camera = MjpegCamera(jpegs(frames), fps=20)
+    camera.start()
+    caplog.set_level(logging.INFO, logger="faceid.monitor.sources")
+    source = open_source(camera.url, backoff=Backoff(0.2, 1.0, jitter=0.0), timeout=5.0)
+    restarted = threading.Event()
+
+    def drop_and_return() -> None:
+        time.sleep(1.5)
+        camera.stop()
+        time.sleep(2.0)  # several refused connections: the backoff grows
+        camera.start()
+        restarted.set()
+
+    threading.Thread(target=drop_and_return, daemon=True).start()
+    after = 0
+    try:
+        for _ in source.frames():
+            if restarted.is_set():
+                after += 1
+                if after >= 10:
+                    break
+    finally:
+        source.close()
+    assert source.reconnects == 1 and after == 10
+    delays = [float(d) for d in re.findall(r"retrying in ([0-9.]+) s", caplog.text)]
+    assert len(delays) >= 3 and delays[:3] == [0.2, 0.4, 0.8], caplog.text
+    assert "reconnected after" in caplog.text
+
+
+def test_the_monitor_keeps_running_through_a_drop(tmp_path: Path, media_dir: Path) -> None:
+    """The whole agent on a live MJPEG stream that goes away for a while: it carries on and reports faces."""
+    from faceid.vision.image import load_image
+
+    portrait = load_image(media_dir / "lin-manuel-miranda.png")
+    camera = MjpegCamera(jpegs([portrait]), fps=10)
+    camera.start()
+    events: list[Any] = []
+    agent = Agent(
+        AgentConfig(source=camera.url, camera="door", data_dir=tmp_path / "data", options={"max_seconds": 8.0}),
+        on_event=events.append,
+    )
+
+    def drop_and_return() -> None:
+        time.sleep(3.0)
+        camera.stop()
+        time.sleep(1.5)
+        camera.start()
+
+    threading.Thread(target=drop_and_return, daemon=True).start()
+    try:
+        result = agent.run()
+    finally:
+        camera.stop()
+    assert result.stats.reconnects >= 1
+    # the drop is longer than a track may pause: the face before and the face after are two appearances
+    assert len(events) >= 2 and all(not e.known for e in events)  # nobody is enrolled in this store
+    assert all(e.snapshot is not None for e in events)
+
+
+def test_a_file_source_reports_media_time(media_dir: Path) -> None:
+    source = FileSource(media_dir / "short_hamilton_clip.mp4")
+    times = [f.time for _, f in zip(range(31), source.frames(), strict=False)]
+    source.close()
+    assert times[0] == 0.0 and times[30] == pytest.approx(30 / 29.97, abs=1e-3)
+    assert source.fps == pytest.approx(29.97, abs=0.01)
+    with pytest.raises(SourceError):
+        FileSource(media_dir)
