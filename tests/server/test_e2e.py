@@ -2,7 +2,7 @@
 
 Log in, enroll a person from a photo, identify a probe photo, watch an event posted through the API appear
 in the open feed without a reload (and enroll its unknown face in one click), delete the person. Screenshots
-of the main pages go to docs/screenshots/. Every request the page makes must stay on the server itself.
+of the main pages go to docs/screenshots/ when FACEID_SCREENSHOTS=1 (else to a temporary folder). Every request the page makes must stay on the server itself.
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ from .conftest import ADMIN_PASSWORD, ServerProcess, serve
 pytestmark = [pytest.mark.slow]
 
 CHROMIUM = os.environ.get("FACEID_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = (
+    DOCS_SCREENSHOTS
+    if os.environ.get("FACEID_SCREENSHOTS") == "1"
+    else Path(os.environ.get("TMPDIR", "/tmp")) / "faceid-screenshots"
+)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ COMMAND_MODULES = [
     "faceid.cli.store_commands",
     "faceid.cli.server_commands",
     "faceid.cli.train_commands",
+    "faceid.cli.monitor_commands",
+    "faceid.cli.viz_commands",
 ]
 
 log = logging.getLogger("faceid")

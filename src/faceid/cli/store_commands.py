@@ -39,7 +39,7 @@ def _add_store_options(parser: argparse.ArgumentParser, photos: bool = False) ->
 
 
 def _open(args: argparse.Namespace) -> Any:
-    from faceid.store import Store
+    from faceid.store.versions import VersionedStore as Store  # follows the active model version
 
     analyzer = None
     if hasattr(args, "detector"):

@@ -148,7 +148,7 @@ def _cmd_models_fetch(args: argparse.Namespace) -> int:
     paths = [*fetch_models(force=args.force), Path(descriptor_onnx_path())]
     from faceid.models.mmod import load_mmod_model
 
-    paths.append(Path(load_mmod_model()[0]))
+    paths.append(load_mmod_model().onnx_path)
     if args.json:
         print_json({"models": [str(p) for p in paths]})
     else:

@@ -25,6 +25,7 @@ from faceid.server.limits import BodyLimitMiddleware
 from faceid.server.metrics import Metrics, MetricsMiddleware, StoreCollector
 from faceid.server.services import Services
 from faceid.server.views import Thumbnails, events_out
+from faceid.server.viz import viz_router
 from faceid.server.web import web_router
 from faceid.store import Store
 from faceid.store.accounts import Accounts
@@ -143,6 +144,7 @@ def create_app(config: ServerConfig | None = None, *, analyzer: Analyzer | None 
     errors.install(app)
     app.include_router(api_router())
     app.include_router(web_router())
+    app.include_router(viz_router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodyLimitMiddleware, limit=config.max_upload_bytes)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -23,6 +23,7 @@ NAV = [
     ("/people", "People", "viewer"),
     ("/identify", "Who is this?", "viewer"),
     ("/events", "Events", "viewer"),
+    ("/map", "Map", "viewer"),
     ("/admin/users", "Users", "admin"),
     ("/admin/keys", "API keys", "admin"),
     ("/admin/audit", "Audit log", "admin"),

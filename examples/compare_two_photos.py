@@ -1,0 +1,22 @@
+"""Are the people in two photos the same person?
+
+    python examples/compare_two_photos.py ../shared/datasets/media/obama.jpg ../shared/datasets/media/obama2.jpg
+"""
+
+import sys
+
+import faceid
+
+first, second = sys.argv[1], sys.argv[2]
+analyzer = faceid.Analyzer()  # models load on first use; one analyzer serves many images
+
+faces_a = analyzer.analyze(first)
+faces_b = analyzer.analyze(second)
+if not faces_a or not faces_b:
+    sys.exit("no face found in one of the photos")
+
+# The largest face of each photo; 0.6 is dlib's threshold for "same person".
+a = max(faces_a, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+b = max(faces_b, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+d = faceid.distance(a.embedding, b.embedding)
+print(f"distance {d:.3f}: {'same person' if d < 0.6 else 'different people'}")

@@ -1,0 +1,509 @@
+"""One fine-tune from labelled photos to a recalibrated ONNX descriptor and its before/after report.
+
+1. Split the people (not photos) into trained and held out; also hold out a few photos of trained people.
+2. Extract aligned chips (cached), dropping unreadable photos and photos without a face.
+3. Run the frozen stages once on a few views of every training chip; train the upper stages.
+4. Recalibrate: the best threshold of the new descriptor on calibration pairs becomes 0.6 by scaling
+   the descriptor, so every consumer of the model keeps dlib's threshold.
+5. Export ONNX, then measure baseline and new on the held-out people, the held-out photos and an
+   optional LFW pairs file restricted to people not trained on (the guard against forgetting).
+
+Everything is written inside the run folder; nothing else (no store, no active model) is touched,
+so an interrupted fine-tune leaves the running system as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx.numpy_helper
+import torch
+
+from faceid.errors import BadInputError
+from faceid.eval.metrics import best_threshold
+from faceid.eval.pairs import read_pairs
+from faceid.models.descriptor import INPUT_NAME
+from faceid.models.runtime import OnnxSession
+from faceid.thresholds import DLIB_DISTANCE_THRESHOLD
+from faceid.train.chips import ChipSet, extract_chips
+from faceid.train.datasets import FaceDataset, Photo, split_people
+from faceid.train.features import compute_features, split_model
+from faceid.train.network import DescriptorNet, load_descriptor_net
+from faceid.train.report import Pairs, compare, make_pairs, pair_distances, save_report
+from faceid.train.trainer import Trainer, TrainSettings
+from faceid.vision.analyzer import Analyzer
+from faceid.vision.embed import DescriptorEmbedder, descriptor_onnx_path
+
+log = logging.getLogger(__name__)
+
+# How the new descriptor's threshold is found (it is then scaled to 0.6): "far" lets through, on pairs of the
+# training photos, the same share of different-person pairs as dlib's model does at 0.6; "best" is the
+# most accurate threshold on those pairs; "split" the most accurate on people set aside from training.
+CALIBRATIONS = ("far", "best", "split")
+MODEL_FILE = "model.onnx"
+RUN_FILE = "run.json"
+REFERENCE_PHOTOS_PER_PERSON = 4
+OTHER_REFERENCE_PHOTOS = 400
+EVAL_BATCH = 32
+
+
+@dataclass
+class FinetuneOptions:
+    settings: TrainSettings = field(default_factory=TrainSettings)
+    holdout_people: float = 0.2  # share of people held out for the report (ignored with heldout_names)
+    heldout_names: list[str] | None = None  # these people are held out (and, with the guard, not trained on)
+    holdout_photos: float = 0.1  # share of each trained person's photos held out (people with 3 or more)
+    calibration: str = "far"  # one of CALIBRATIONS
+    calibration_people: float = 0.1  # with calibration="split": share of the training side set aside
+    pick: str = "largest"
+    detector: str = "fast"
+    guard_pairs: str | None = None  # an LFW pairs file; images under its folder unless guard_root
+    guard_root: str | None = None
+    baseline_onnx: str | None = None  # what "original" means in the report (default: dlib's model)
+    threads: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["settings"] = self.settings.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinetuneOptions:
+        settings = dict(data["settings"])
+        fields = {k: v for k, v in data.items() if k != "settings"}
+        return cls(settings=TrainSettings(**settings), **fields)
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    model_path: Path
+    scale: float
+    report: dict[str, Any]
+    report_paths: tuple[Path, Path]
+    # Descriptors by the new model of the held-out people's photos (never trained on): enough, in a large
+    # enough set, to recalibrate the store's open-set decision for the new version.
+    heldout_people: list[str] = field(default_factory=list)
+    heldout_embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 128), np.float32))
+
+
+def person_key(name: str) -> str:
+    """Names compared across sources: case, underscores and spacing do not matter (LFW's "Jane_Doe")."""
+    return " ".join(name.replace("_", " ").casefold().split())
+
+
+def names_in_pairs(pairs_file: Path, folds: set[int]) -> set[str]:
+    """The people (folder names) in the given folds of an LFW pairs file."""
+    pairs, _ = read_pairs(pairs_file)
+    names: set[str] = set()
+    for pair in pairs:
+        if pair.fold in folds:
+            names.add(pair.first.split("/")[0])
+            names.add(pair.second.split("/")[0])
+    return names
+
+
+def _initializer_digest(model: onnx.ModelProto) -> str:
+    digest = hashlib.sha256()
+    for tensor in sorted(model.graph.initializer, key=lambda t: t.name):
+        digest.update(tensor.name.encode())
+        digest.update(onnx.numpy_helper.to_array(tensor).tobytes())
+    for node in model.graph.node:
+        digest.update(node.SerializeToString())
+    return digest.hexdigest()
+
+
+class ModelPair:
+    """Descriptors of chips by the baseline and the new model, each chip run once per model.
+
+    When both models share their frozen stages (the new one was trained above them), those stages
+    run once per chip and only the two upper parts run twice: evaluation then costs a little more
+    than one model instead of two.
+    """
+
+    def __init__(self, baseline: str, new: str, first_trained: int, work_dir: Path, threads: int | None) -> None:
+        self.threads = threads
+        self._memo: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self._trunk: OnnxSession | None = None
+        self._heads: tuple[OnnxSession, OnnxSession] | None = None
+        self._full = (
+            DescriptorEmbedder(onnx_path=baseline, threads=threads),
+            DescriptorEmbedder(onnx_path=new, threads=threads),
+        )
+        if first_trained > 0:
+            parts = [split_model(path, first_trained) for path in (baseline, new)]
+            if _initializer_digest(parts[0][0]) == _initializer_digest(parts[1][0]):
+                work_dir.mkdir(parents=True, exist_ok=True)
+                paths = [
+                    work_dir / "eval-trunk.onnx",
+                    work_dir / "eval-head-baseline.onnx",
+                    work_dir / "eval-head-new.onnx",
+                ]
+                for model, path in zip([parts[0][0], parts[0][1], parts[1][1]], paths, strict=True):
+                    onnx.save(model, str(path))
+                self._trunk = OnnxSession(paths[0], threads=threads)
+                self._heads = (OnnxSession(paths[1], threads=threads), OnnxSession(paths[2], threads=threads))
+            else:
+                log.info("the baseline's lower stages differ from the new model's: evaluating both whole")
+
+    def _compute(self, chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._trunk is None or self._heads is None:
+            return self._full[0].embed(chips), self._full[1].embed(chips)
+        a, b = [], []
+        for start in range(0, len(chips), EVAL_BATCH):
+            features = self._trunk.run({INPUT_NAME: np.ascontiguousarray(chips[start : start + EVAL_BATCH])})[0]
+            a.append(self._heads[0].run({self._heads[0].input_names[0]: features})[0])
+            b.append(self._heads[1].run({self._heads[1].input_names[0]: features})[0])
+        return np.concatenate(a), np.concatenate(b)
+
+    def embed(self, chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not len(chips):
+            empty = np.zeros((0, 128), np.float32)
+            return empty, empty
+        keys = [hashlib.sha1(chip.tobytes()).digest() for chip in chips]
+        todo: list[int] = []
+        queued: set[bytes] = set()
+        for i, key in enumerate(keys):
+            if key not in self._memo and key not in queued:
+                queued.add(key)
+                todo.append(i)
+        if todo:
+            a, b = self._compute(chips[todo])
+            for n, i in enumerate(todo):
+                self._memo[keys[i]] = (a[n], b[n])
+        return (
+            np.stack([self._memo[key][0] for key in keys]),
+            np.stack([self._memo[key][1] for key in keys]),
+        )
+
+
+def _select(chipset: ChipSet, indices: list[int] | np.ndarray) -> np.ndarray:
+    return chipset.chips[np.asarray(indices, np.int64)] if len(indices) else chipset.chips[:0]
+
+
+def _drop_small(people_of: list[str], candidates: list[int]) -> list[int]:
+    counts: dict[str, int] = {}
+    for i in candidates:
+        counts[people_of[i]] = counts.get(people_of[i], 0) + 1
+    return [i for i in candidates if counts[people_of[i]] >= 2]
+
+
+@dataclass
+class Split:
+    train: list[int]  # indices into the chip set
+    heldout_people: list[int]
+    heldout_photos: list[int]  # probes: new photos of trained people
+    calibration: list[int]  # people set aside for recalibration (only with calibration="split")
+    train_side_people: set[str]  # everyone on the training side, including those dropped for too few photos
+    dropped_after_extraction: int
+
+    def summary(self, people_of: list[str]) -> dict[str, int]:
+        return {
+            "train_people": len({people_of[i] for i in self.train}),
+            "train_photos": len(self.train),
+            "heldout_people": len({people_of[i] for i in self.heldout_people}),
+            "heldout_people_photos": len(self.heldout_people),
+            "heldout_photos": len(self.heldout_photos),
+            "calibration_people": len({people_of[i] for i in self.calibration}),
+            "calibration_photos": len(self.calibration),
+            "people_dropped_after_extraction": self.dropped_after_extraction,
+        }
+
+
+def make_split(dataset: FaceDataset, chipset: ChipSet, options: FinetuneOptions) -> Split:
+    seed = options.settings.seed
+    everyone = sorted({photo.person for photo in dataset.photos})
+    if options.heldout_names is not None:
+        wanted = {person_key(name) for name in options.heldout_names}
+        held = {p for p in (dataset.all_people or everyone) if person_key(p) in wanted}
+        trained = set(everyone) - held
+        if len(trained) < 2:
+            raise BadInputError("holding out those people leaves fewer than 2 people to train on")
+    else:
+        trained, held = split_people(everyone, options.holdout_people, seed)
+    rng = np.random.default_rng(seed + 1)
+    calibration_people: set[str] = set()
+    if options.calibration == "split":
+        ordered = sorted(trained)
+        count = max(2, round(options.calibration_people * len(ordered)))
+        if len(ordered) - count < 2:
+            raise BadInputError("too few people to set some aside for recalibration")
+        calibration_people = {ordered[i] for i in rng.permutation(len(ordered))[:count]}
+    elif options.calibration not in CALIBRATIONS:
+        raise BadInputError(f"calibration must be one of {', '.join(CALIBRATIONS)}, not {options.calibration!r}")
+    people_of = [photo.person for photo in chipset.photos]
+    before = {people_of[i] for i in range(len(people_of))}
+    heldout = _drop_small(people_of, [i for i, p in enumerate(people_of) if p in held])
+    calibration = _drop_small(people_of, [i for i, p in enumerate(people_of) if p in calibration_people])
+    candidates = _drop_small(
+        people_of, [i for i, p in enumerate(people_of) if p in trained and p not in calibration_people]
+    )
+    train: list[int] = []
+    probes: list[int] = []
+    by_person: dict[str, list[int]] = {}
+    for i in candidates:
+        by_person.setdefault(people_of[i], []).append(i)
+    for person in sorted(by_person):
+        indices = by_person[person]
+        count = round(options.holdout_photos * len(indices)) if len(indices) >= 3 else 0
+        count = min(max(count, 1 if options.holdout_photos > 0 and len(indices) >= 3 else 0), len(indices) - 2)
+        chosen = set(rng.choice(indices, count, replace=False).tolist()) if count > 0 else set()
+        probes.extend(i for i in indices if i in chosen)
+        train.extend(i for i in indices if i not in chosen)
+    after = {people_of[i] for i in [*train, *heldout, *calibration]}
+    # People dropped for having one photo were still on the training side of the split: a guard must
+    # not count their pairs as pairs of people held out.
+    train_side = (dataset.all_people or set(everyone)) - held
+    return Split(
+        train=train,
+        heldout_people=heldout,
+        heldout_photos=sorted(probes),
+        calibration=calibration,
+        train_side_people=train_side,
+        dropped_after_extraction=len(before - after),
+    )
+
+
+def _labels(people_of: list[str], indices: list[int]) -> np.ndarray:
+    names = sorted({people_of[i] for i in indices})
+    number = {name: k for k, name in enumerate(names)}
+    return np.array([number[people_of[i]] for i in indices], np.int64)
+
+
+def _top_embeddings(net: DescriptorNet, features: np.ndarray, first: int, batch: int = 256) -> np.ndarray:
+    """The trained stages on the stored view 0 (the chip itself) of each photo."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(features), batch):
+            x = torch.from_numpy(np.ascontiguousarray(features[start : start + batch, 0]))
+            x = x.to(torch.float32) if x.dtype == torch.float16 else x
+            out.append(net(x, first).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 128), np.float32)
+
+
+def guard_section(
+    options: FinetuneOptions,
+    train_side: set[str],
+    analyzer: Analyzer,
+    models: ModelPair,
+    progress: bool,
+) -> dict[str, Any] | None:
+    if not options.guard_pairs:
+        return None
+    pairs_file = Path(options.guard_pairs)
+    if not pairs_file.is_file():
+        raise BadInputError(f"{pairs_file}: no such pairs file")
+    root = Path(options.guard_root) if options.guard_root else pairs_file.parent
+    all_pairs, _ = read_pairs(pairs_file)
+    trained = {person_key(p) for p in train_side}
+
+    def untrained(rel: str) -> bool:
+        return person_key(rel.split("/")[0]) not in trained
+
+    pairs = [p for p in all_pairs if untrained(p.first) and untrained(p.second)]
+    if not pairs:
+        return {"pairs": 0, "note": f"every pair of {pairs_file} involves a person trained on"}
+    images = sorted({p.first for p in pairs} | {p.second for p in pairs})
+    photos = [Photo(rel.split("/")[0], root / rel, key=rel) for rel in images]
+    chipset = extract_chips(
+        photos, analyzer, pick="central", fallback_box=True, progress=progress, description="guard chips"
+    )
+    if chipset.failures:
+        raise BadInputError(f"{sum(chipset.failures.values())} images named in {pairs_file} are missing or unreadable")
+    index = {photo.key: i for i, photo in enumerate(chipset.photos)}
+    chosen = Pairs(
+        np.array([index[p.first] for p in pairs]),
+        np.array([index[p.second] for p in pairs]),
+        np.array([p.same for p in pairs]),
+        np.array([p.fold for p in pairs]),
+    )
+    section = compare(*models.embed(chipset.chips), chosen)
+    section["pairs_file"] = str(pairs_file)
+    section["excluded_pairs"] = len(all_pairs) - len(pairs)
+    section["note"] = (
+        f"{pairs_file.name}: {len(all_pairs) - len(pairs)} pairs involving people on the training side left out"
+    )
+    return section
+
+
+def write_run_file(run_dir: Path, data: dict[str, Any]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_FILE).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def read_run_file(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        raise BadInputError(f"{run_dir}: not a fine-tune run folder (no {RUN_FILE})")
+    return dict(json.loads(path.read_text()))
+
+
+def run_finetune(
+    dataset: FaceDataset,
+    options: FinetuneOptions,
+    run_dir: Path,
+    progress: bool = True,
+    version: str | None = None,
+) -> FinetuneResult:
+    """Fine-tune on ``dataset``, resuming from ``run_dir``'s checkpoint if it holds one."""
+    timing: dict[str, float] = {}
+    started = time.monotonic()
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    analyzer = Analyzer(options.detector, threads=options.threads)
+    chipset = extract_chips(dataset.photos, analyzer, pick=options.pick, progress=progress)
+    extraction = dict(chipset.failures)
+    for photo, reason in chipset.failed[:20]:
+        log.info("left out %s: %s", photo.path, reason)
+    timing["chips"] = time.monotonic() - started
+    people_of = [photo.person for photo in chipset.photos]
+    split = make_split(dataset, chipset, options)
+    if len({people_of[i] for i in split.train}) < 2:
+        raise BadInputError(
+            "fewer than 2 people have 2 or more usable photos for training "
+            f"({_describe(extraction)}); nothing to fine-tune on"
+        )
+    log.info("split: %s", split.summary(people_of))
+
+    settings = options.settings
+    net = load_descriptor_net()
+    first = net.first_trainable(settings.trainable)
+    base_onnx = descriptor_onnx_path()
+    baseline = options.baseline_onnx or base_onnx
+    mark = time.monotonic()
+    features = compute_features(
+        _select(chipset, split.train),
+        base_onnx,
+        first,
+        settings.views,
+        run_dir / "features.npy",
+        seed=settings.seed,
+        threads=options.threads,
+        progress=progress,
+    )
+    timing["frozen_features"] = time.monotonic() - mark
+    trainer = Trainer(net, features, _labels(people_of, split.train), settings, run_dir, progress=progress)
+    trainer.load_checkpoint()
+    result = trainer.train()
+    timing["training"] = result.seconds
+
+    mark = time.monotonic()
+    calibration_rng = np.random.default_rng(settings.seed + 2)
+    if options.calibration == "split":
+        unscaled = net.export_onnx(run_dir / "model-unscaled.onnx")
+        embedder = DescriptorEmbedder(onnx_path=str(unscaled), threads=options.threads)
+        calibration_pairs = make_pairs(_labels(people_of, split.calibration), calibration_rng, 20, 20_000)
+        embeddings = embedder.embed(_select(chipset, split.calibration))
+        raw_threshold = best_threshold(pair_distances(embeddings, calibration_pairs)[0], calibration_pairs.same)
+        source = f"the best threshold for {len(calibration_pairs)} pairs of people set aside from training"
+    else:
+        calibration_pairs = make_pairs(_labels(people_of, split.train), calibration_rng, 20, 20_000)
+        distances = pair_distances(_top_embeddings(net, features.array, first), calibration_pairs)[0]
+        if options.calibration == "far":
+            # Training pulls the trained people's own photos together, which makes their best threshold
+            # too tight for everyone else; how far apart different people fall moves much less.
+            reference = pair_distances(
+                _top_embeddings(load_descriptor_net(), features.array, first), calibration_pairs
+            )[0]
+            negatives = ~calibration_pairs.same
+            far = float(np.mean(reference[negatives] < DLIB_DISTANCE_THRESHOLD))
+            raw_threshold = float(np.quantile(distances[negatives], far)) if far > 0 else float("nan")
+            source = (
+                f"the false-accept rate of dlib's model at 0.6 ({far:.4f}) on {calibration_pairs.negatives} "
+                "different-person pairs of the training photos"
+            )
+        if options.calibration == "best" or not np.isfinite(raw_threshold):
+            raw_threshold = best_threshold(distances, calibration_pairs.same)
+            source = f"the best threshold for {len(calibration_pairs)} pairs of the training photos"
+    scale = DLIB_DISTANCE_THRESHOLD / raw_threshold
+    model_path = net.export_onnx(run_dir / MODEL_FILE, scale=scale)
+    new = str(model_path)
+    timing["export_and_calibration"] = time.monotonic() - mark
+
+    mark = time.monotonic()
+    models = ModelPair(baseline, new, first, run_dir / "eval", options.threads)
+    report_rng = np.random.default_rng(settings.seed + 3)
+    sections: dict[str, Any] = {}
+    heldout_embeddings = np.zeros((0, 128), np.float32)
+    if split.heldout_people:
+        chips = _select(chipset, split.heldout_people)
+        pairs = make_pairs(_labels(people_of, split.heldout_people), report_rng)
+        original_embeddings, heldout_embeddings = models.embed(chips)
+        sections["heldout_people"] = compare(original_embeddings, heldout_embeddings, pairs)
+    if split.heldout_photos:
+        probes = set(split.heldout_photos)
+        probe_people = {people_of[p] for p in probes}
+        # A few training photos per probe person and a sample of the others keep the cost of this
+        # section (two models over every photo in it) small next to training.
+        kept: dict[str, int] = {}
+        members = list(split.heldout_photos)
+        for i in split.train:
+            if people_of[i] in probe_people and kept.get(people_of[i], 0) < REFERENCE_PHOTOS_PER_PERSON:
+                kept[people_of[i]] = kept.get(people_of[i], 0) + 1
+                members.append(i)
+        taken = set(members)
+        others = [i for i in split.train if i not in taken]
+        if len(others) > OTHER_REFERENCE_PHOTOS:
+            others = sorted(report_rng.choice(others, OTHER_REFERENCE_PHOTOS, replace=False).tolist())
+        indices = members + others
+        mask = np.array([i in probes for i in indices])
+        chips = _select(chipset, indices)
+        pairs = make_pairs(_labels(people_of, indices), report_rng, probes=mask)
+        sections["heldout_photos"] = compare(*models.embed(chips), pairs)
+        sections["heldout_photos"]["note"] = "each pair is a held-out photo against a training photo"
+    guard = guard_section(options, split.train_side_people, analyzer, models, progress)
+    if guard is not None:
+        sections["guard"] = guard
+    timing["evaluation"] = time.monotonic() - mark
+    timing["total"] = time.monotonic() - started
+
+    report: dict[str, Any] = {
+        "version": version,
+        "run": str(run_dir),
+        "data": {**dataset.summary(), "photos_left_out_at_extraction": extraction},
+        "split": split.summary(people_of),
+        "settings": settings.to_dict(),
+        "options": {k: v for k, v in options.to_dict().items() if k != "settings"},
+        "training": {
+            "steps": result.steps,
+            "batch_size": trainer.batch_size,
+            "steps_per_epoch": trainer.steps_per_epoch,
+            "epochs_completed": result.epochs_completed,
+            "epoch_losses": result.epoch_losses,
+            "resumed_from_step": result.resumed_from_step,
+            "threads": torch.get_num_threads(),
+        },
+        "calibration": {
+            "method": options.calibration,
+            "source": source,
+            "pairs": len(calibration_pairs),
+            "raw_threshold": raw_threshold,
+            "scale": scale,
+            "threshold": DLIB_DISTANCE_THRESHOLD,
+        },
+        "timing": timing,
+        **sections,
+    }
+    paths = save_report(report, run_dir)
+    return FinetuneResult(
+        run_dir,
+        model_path,
+        scale,
+        report,
+        paths,
+        [people_of[i] for i in split.heldout_people],
+        heldout_embeddings,
+    )
+
+
+def _describe(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in counts.items()) or "no photos were left out"

@@ -1,0 +1,169 @@
+"""The map page in a real browser (Debian's headless Chromium driven by Playwright) against `faceid serve` on a
+gallery enrolled from faces-dev: log in, open /map, find the plot, hover a face and an unknown event, zoom.
+Every request the page makes must stay on the server itself."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import SmallGallery
+
+pytestmark = [pytest.mark.slow]
+
+CHROMIUM = os.environ.get("FACEID_CHROMIUM", "/usr/bin/chromium")
+PASSWORD = "map-admin-password"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(small_gallery: SmallGallery, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # A copy, so the server's own writes (users, sessions) stay out of the gallery the other tests read.
+    data_dir = tmp_path_factory.mktemp("map-server") / "data"
+    shutil.copytree(small_gallery.data_dir, data_dir)
+    port = _free_port()
+    log_path = data_dir.parent / "server.log"
+    command = [sys.executable, "-m", "faceid", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    env = {**os.environ, "FACEID_ADMIN_PASSWORD": PASSWORD}
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"the server exited:\n{log_path.read_text(errors='replace')[-3000:]}")
+            try:
+                if httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"the browser tests need Chromium at {CHROMIUM} (apt-get install chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    outside: list[str] = []
+    errors: list[str] = []
+
+    def only_local(route: Any) -> None:
+        if route.request.url.startswith(server) or route.request.url.startswith(("blob:", "data:")):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert outside == [], f"the map page asked for outside resources: {outside}"
+    assert errors == [], errors
+
+
+def test_the_map_page_shows_the_gallery(page: Any, server: str, small_gallery: SmallGallery) -> None:
+    page.goto("/map")
+    assert "/login" in page.url  # the map is for logged-in users only
+    page.fill("#username", "admin")
+    page.fill("#password", PASSWORD)
+    page.click("#login-form button")
+    page.wait_for_url(re.compile(r".*/map$"))
+    assert page.inner_text(".topbar nav a.active") == "Map"
+
+    # The plot: a canvas with a point per face and per unknown event, and a legend of the people.
+    page.wait_for_selector("#map-canvas[data-ready='1']")
+    canvas = page.locator("#map-canvas")
+    assert canvas.get_attribute("data-points") == str(small_gallery.faces)
+    assert canvas.get_attribute("data-unknown") == str(small_gallery.unknown)
+    box = canvas.bounding_box()
+    assert box["width"] > 300 and box["height"] > 300
+    legend = page.inner_text("#map-legend")
+    assert all(name in legend for name in small_gallery.people) and "unknown events" in legend
+
+    # Hovering a face shows its thumbnail and the person's name.
+    index = page.evaluate("window.faceidMap.data.faces.length - 1")
+    position = page.evaluate(f"window.faceidMap.screenPosition({index})")
+    page.mouse.move(position["x"], position["y"])
+    page.wait_for_selector("#map-tip:not([hidden])")
+    # Two points may overlap on the map; whichever is picked, the tip names the person of that point.
+    hovered = int(canvas.get_attribute("data-hover"))
+    assert 0 <= hovered < small_gallery.faces
+    name = page.evaluate(f"window.faceidMap.data.faces[{hovered}].name")
+    assert name in small_gallery.people and page.inner_text("#map-tip-name") == name
+    page.wait_for_function(
+        "() => { const i = document.getElementById('map-tip-img'); return i.complete && i.naturalWidth > 0; }"
+    )
+    assert "/api/v1/faces/" in page.get_attribute("#map-tip-img", "src")
+
+    # Hovering an unknown event shows its snapshot.
+    event_index = page.evaluate("window.faceidMap.indexOf('unknown', window.faceidMap.data.unknown[0].event_id)")
+    position = page.evaluate(f"window.faceidMap.screenPosition({event_index})")
+    page.mouse.move(position["x"], position["y"])
+    page.wait_for_function("() => document.getElementById('map-tip-name').textContent === 'Unknown'")
+    assert "/snapshot" in page.get_attribute("#map-tip-img", "src")
+
+    # Zoom with the wheel around the pointer, then back to the whole map.
+    page.mouse.wheel(0, -600)
+    page.wait_for_function("() => Number(document.getElementById('map-canvas').dataset.zoom) > 1.5")
+    page.click("#map-reset")
+    assert float(canvas.get_attribute("data-zoom")) == pytest.approx(1.0)
+
+    # Another projection, computed by the server on request.
+    page.select_option("#map-method", "tsne")
+    page.wait_for_selector("#map-canvas[data-ready='1']")
+    assert "TSNE" in page.inner_text("#map-summary")
+
+
+def test_the_map_data_needs_a_login(server: str) -> None:
+    response = httpx.get(f"{server}/api/v1/viz/map", timeout=30)
+    assert response.status_code == 401
+    client = httpx.Client(base_url=server, timeout=120)
+    login = client.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
+    assert login.status_code == 200
+    assert client.get("/api/v1/viz/map", params={"method": "mds"}).status_code == 422
+    data = client.get("/api/v1/viz/map", params={"unknown": 0}).json()
+    assert data["unknown"] == [] and len(data["faces"]) > 0
+    assert all(f["image"].startswith("/api/v1/faces/") for f in data["faces"])
