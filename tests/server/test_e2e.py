@@ -2,7 +2,8 @@
 
 Log in, enroll a person from a photo, identify a probe photo, watch an event posted through the API appear
 in the open feed without a reload (and enroll its unknown face in one click), delete the person. Screenshots
-of the main pages go to docs/screenshots/ when FACEID_SCREENSHOTS=1 (else to a temporary folder). Every request the page makes must stay on the server itself.
+of the main pages go to docs/screenshots/ when FACEID_SCREENSHOTS=1 (else to a temporary folder).
+Every request the page makes must stay on the server itself.
 """
 
 from __future__ import annotations
