@@ -40,6 +40,10 @@ class OnnxSession:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # Idle intra-op threads spin for a while by default. faceid runs several sessions in turn (detector,
+        # descriptor) on few cores, and one session's spinning pool steals the cores the next one needs:
+        # on the 2-core video benchmark spinning cost a third of the frame rate (bench/RESULTS.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         wanted = DEVICE_PROVIDERS.get(device)
         if wanted is None:
             raise ValueError(f"unknown device {device!r}; choose from {', '.join(DEVICE_PROVIDERS)}")
