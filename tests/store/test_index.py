@@ -56,7 +56,7 @@ def test_approximate_gallery_follows_the_database(data_dir: Path, db_url: str | 
     with Store(data_dir, db_url, model_id=TEST_MODEL, index="approx") as store:
         people = [store.enroll_embeddings(f"P{i}", vectors[2 * i : 2 * i + 2]) for i in range(30)]
         result = store.identify_embedding(vectors[10])
-        assert store.gallery().kind == ("pgvector" if backend == "postgresql" else "ivf")
+        assert store.gallery().kind == "ivf"
         assert result.candidates[0].person_id == people[5].id
         store.delete_person(people[5].id)
         assert people[5].id not in [c.person_id for c in store.identify_embedding(vectors[10]).candidates]
@@ -66,6 +66,23 @@ def test_approximate_gallery_follows_the_database(data_dir: Path, db_url: str | 
         store.enroll_embeddings("Late", vectors[10:11] + 0.001)
         assert store.identify_embedding(vectors[10]).candidates[0].name == "Late"
         assert store.gallery().people_count() == 30
+
+
+def test_pgvector_index_searches_inside_postgresql(data_dir: Path, db_url: str | None, backend: str) -> None:
+    vectors = random_embeddings(40, seed=6)
+    if backend != "postgresql":
+        with (
+            pytest.raises(ValueError, match="PostgreSQL"),
+            Store(data_dir, db_url, model_id=TEST_MODEL, index="pgvector") as store,
+        ):
+            store.enroll_embeddings("A", vectors[:1])
+            store.identify_embedding(vectors[0])
+        return
+    with Store(data_dir, db_url, model_id=TEST_MODEL, index="pgvector") as store:
+        people = [store.enroll_embeddings(f"P{i}", vectors[2 * i : 2 * i + 2]) for i in range(20)]
+        result = store.identify_embedding(vectors[14])
+        assert store.gallery().kind == "pgvector"
+        assert result.candidates[0].person_id == people[7].id
 
 
 @pytest.mark.parametrize("mode", ["exact", "approx"])

@@ -29,7 +29,9 @@ def _add_store_options(parser: argparse.ArgumentParser, photos: bool = False) ->
         "--db", default=None, help="database URL, e.g. postgresql://user@host/db (default: $FACEID_DB or SQLite)"
     )
     group.add_argument(
-        "--index", choices=["auto", "exact", "approx"], default="auto", help="search index (auto: by gallery size)"
+        "--index", choices=["auto", "exact", "approx", "pgvector"],
+        default="auto",
+        help="search index (auto: by gallery size; approx: FAISS IVF in memory; pgvector: HNSW in PostgreSQL)",
     )
     if photos:
         from faceid.cli.vision_commands import add_analyzer_options

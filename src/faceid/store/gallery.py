@@ -30,7 +30,7 @@ from faceid.thresholds import APPROX_INDEX_MIN_FACES
 
 log = logging.getLogger(__name__)
 
-INDEX_CHOICES = ("auto", "exact", "approx")
+INDEX_CHOICES = ("auto", "exact", "approx", "pgvector")
 LOAD_BATCH = 20_000
 IN_CHUNK = 500
 # Past this many changed faces a full reload is cheaper than fetching the changes one by one.
@@ -91,7 +91,9 @@ class Gallery:
             version = current_version(session)
             size = self._count(session)
             choice = self._choose(size)
-            if choice == "approx" and self.postgres:
+            if choice == "pgvector":
+                if not self.postgres:
+                    raise ValueError("the pgvector index needs a PostgreSQL database")
                 pgvector = PgvectorIndex(self.engine, self.model_id)
                 pgvector.set_size(size)
                 self._index, self.version = pgvector, version

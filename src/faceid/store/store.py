@@ -70,7 +70,8 @@ class Store:
     """A face database in ``data_dir`` (SQLite there by default, or the PostgreSQL at ``db``).
 
     ``analyzer`` is the :class:`faceid.Analyzer` used for photos (created on first need);
-    ``index`` is "auto" (exact, approximate past a size), "exact" or "approx". The schema is
+    ``index`` is "auto" (exact, approximate past a size), "exact", "approx" (FAISS IVF in memory, either
+    database) or "pgvector" (HNSW inside PostgreSQL). The schema is
     migrated when the store opens, and files left by an interrupted operation are cleaned up.
     """
 
