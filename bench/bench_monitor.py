@@ -21,17 +21,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from common import REPO, command_line, dataset, machine, shared_dir
+from common import command_line, dataset, machine, shared_dir, write_results_section
 
-SECTION_START = "<!-- bench_monitor:start -->"
-SECTION_END = "<!-- bench_monitor:end -->"
 GALLERY = [
     ("Barack Obama", "obama.jpg"),
     ("Lin-Manuel Miranda", "lin-manuel-miranda.png"),
@@ -88,19 +85,6 @@ def run_face_recognition(clip: Path) -> tuple[float, float, int, int]:
             faces += len(face_recognition.face_encodings(rgb, locations))
             frames += 1
     return time.perf_counter() - started, time.process_time() - cpu, frames, faces
-
-
-def write_results(text: str) -> None:
-    path = REPO / "bench" / "RESULTS.md"
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{SECTION_START}\n{text.rstrip()}\n{SECTION_END}"
-    if SECTION_START in current and SECTION_END in current:
-        current = re.sub(
-            re.escape(SECTION_START) + ".*?" + re.escape(SECTION_END), lambda _: block, current, flags=re.S
-        )
-    else:
-        current = current.rstrip() + "\n\n" + block + "\n"
-    path.write_text(current)
 
 
 def main() -> None:
@@ -242,7 +226,7 @@ def main() -> None:
         "their share of the vote."
     )
     if args.write:
-        write_results("\n".join(lines))
+        write_results_section("bench_monitor", "\n".join(lines))
         print("updated bench/RESULTS.md")
 
 

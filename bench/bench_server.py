@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -25,11 +24,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from common import REPO, command_line, dataset, machine
+from common import command_line, dataset, machine, write_results_section
 
 PASSWORD = "bench-admin-password"
-SECTION_START = "<!-- bench_server:start -->"
-SECTION_END = "<!-- bench_server:end -->"
 GALLERY = [
     ("Barack Obama", "obama.jpg"),
     ("Joe Biden", "biden.jpg"),
@@ -130,19 +127,6 @@ def run_load(base: str, key: str, probe: bytes, clients: int, seconds: float) ->
     return latencies, errors, known
 
 
-def write_results(text: str) -> None:
-    path = REPO / "bench" / "RESULTS.md"
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{SECTION_START}\n{text.rstrip()}\n{SECTION_END}"
-    if SECTION_START in current and SECTION_END in current:
-        current = re.sub(
-            re.escape(SECTION_START) + ".*?" + re.escape(SECTION_END), lambda _: block, current, flags=re.S
-        )
-    else:
-        current = current.rstrip() + "\n\n" + block + "\n"
-    path.write_text(current)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=8)
@@ -202,7 +186,7 @@ was {load_before:.1f} before the run and {load_after:.1f} after it: {load_note}.
 | {ms.max():.0f} | {errors} |
 """
     if args.write:
-        write_results(text)
+        write_results_section("bench_server", text)
         print("updated bench/RESULTS.md")
     if errors:
         sys.exit(1)

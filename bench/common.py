@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -70,3 +71,16 @@ def clip_frames(path: Path) -> list[np.ndarray]:
 
     with av.open(str(path)) as container:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def write_results_section(name: str, text: str) -> None:
+    """Put ``text`` between the ``<!-- name:start/end -->`` markers of bench/RESULTS.md (appended if absent)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    path = REPO / "bench" / "RESULTS.md"
+    current = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = f"{start}\n{text.rstrip()}\n{end}"
+    if start in current and end in current:
+        current = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, current, flags=re.S)
+    else:
+        current = current.rstrip() + "\n\n" + block + "\n"
+    path.write_text(current)
