@@ -7,10 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,18 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
+from server.conftest import ADMIN_PASSWORD as PASSWORD
+from server.conftest import serve
+
 from .conftest import SmallGallery
 
 pytestmark = [pytest.mark.slow]
 
 CHROMIUM = os.environ.get("FACEID_CHROMIUM", "/usr/bin/chromium")
-PASSWORD = "map-admin-password"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -37,34 +29,8 @@ def server(small_gallery: SmallGallery, tmp_path_factory: pytest.TempPathFactory
     # A copy, so the server's own writes (users, sessions) stay out of the gallery the other tests read.
     data_dir = tmp_path_factory.mktemp("map-server") / "data"
     shutil.copytree(small_gallery.data_dir, data_dir)
-    port = _free_port()
-    log_path = data_dir.parent / "server.log"
-    command = [sys.executable, "-m", "faceid", "serve", "--port", str(port), "--data-dir", str(data_dir)]
-    env = {**os.environ, "FACEID_ADMIN_PASSWORD": PASSWORD}
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"the server exited:\n{log_path.read_text(errors='replace')[-3000:]}")
-            try:
-                if httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the server did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serve(data_dir) as running:
+        yield running.url
 
 
 @pytest.fixture(scope="module")
