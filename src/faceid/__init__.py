@@ -21,12 +21,13 @@ _default_analyzer: Analyzer | None = None
 
 
 def analyze(image: ImageSource) -> list[Face]:
-    """Every face in ``image`` with the default Analyzer (created on first call)."""
+    """Every face in a photo, with the photo pipeline (created on first call). For video frames, use an
+    ``Analyzer()`` (the fast pipeline) and its ``analyze_many``."""
     global _default_analyzer
     if _default_analyzer is None:
-        from faceid.vision.analyzer import Analyzer
+        from faceid.vision.analyzer import photo_analyzer
 
-        _default_analyzer = Analyzer()
+        _default_analyzer = photo_analyzer()
     return _default_analyzer.analyze(image)
 
 

@@ -8,6 +8,15 @@ DLIB_DISTANCE_THRESHOLD = 0.6
 # Image decoding: refuse images over this many pixels (decompression bombs). 64 MP covers any camera.
 MAX_IMAGE_PIXELS = 64_000_000
 
+# --- The photo detector (faceid.vision.refine): MMOD places the box of each face BlazeFace found, on a crop
+# REFINE_CONTEXT face sides wider on each side, shrunk so the face is at most REFINE_MAX_FACE_PX (MMOD's window
+# is 80 px; its pyramid finds faces from there up) and upsampled once when it is under REFINE_MIN_FACE_PX. MMOD's
+# box replaces BlazeFace's when they overlap by REFINE_MIN_IOU (else it is another face in the crop).
+REFINE_CONTEXT = 0.5
+REFINE_MAX_FACE_PX = 160.0
+REFINE_MIN_FACE_PX = 80.0
+REFINE_MIN_IOU = 0.3
+
 # --- Identity store (faceid.store); measured by bench/bench_search.py and `faceid bench identify` ---
 
 # Above this many faces of one model the store searches an approximate index instead of the exact one
@@ -36,10 +45,32 @@ PGVECTOR_EF_SEARCH = 100
 # A calibration keeps at most COHORT_MAX background faces.
 COHORT_K = 10
 COHORT_MAX = 1000
+# The synthetic cohort of a shipped or camera calibration (faceid.store.population): a mixture fitted to one face
+# per person, about POPULATION_COMPONENTS_PER_PERSON components per person, each the average of at least
+# POPULATION_COMPONENT_PEOPLE people (so that no component is anyone's face). On faces-dev (cohort made from one
+# half of the people, measured on the other), DIR at FPIR 1% with all people enrolled: one Gaussian 55-59%, 1
+# component per 5 people 65-66%, per 3 people 67-68%, a cohort of real photos 75% (bench/RESULTS.md, "Built-in
+# calibration").
+POPULATION_COMPONENT_PEOPLE = 3
+POPULATION_COMPONENTS_PER_PERSON = 0.33
 # Candidates re-scored per probe: the people owning the nearest IDENTIFY_CANDIDATE_FACES faces, at most
 # IDENTIFY_CANDIDATE_PEOPLE of them.
 IDENTIFY_CANDIDATE_FACES = 64
 IDENTIFY_CANDIDATE_PEOPLE = 32
+# Three outcomes: when the best person passes the threshold but the second-best person's score is within
+# AMBIGUOUS_SCORE_GAP of it (cohort-normalised score units), the answer is "ambiguous" and nobody is named.
+# Measured on faces-dev with `faceid bench identify` (shipped_calibration: ambiguous and wrong-name rates).
+AMBIGUOUS_SCORE_GAP = 0.03
+# Self-calibration per camera (faceid.store.camera): the templates of a camera's most recent CAMERA_COHORT_MAX
+# unknown tracks are its strangers, except those scoring within CAMERA_COHORT_CLEARANCE x the threshold of an
+# enrolled person (maybe a missed known face). With at least CAMERA_COHORT_MIN of them, the threshold is scaled
+# by their median best score over the calibration's expectation, by at most CAMERA_MAX_ADJUSTMENT either way
+# (faces-dev strangers through the fast video pipeline against the shipped photo calibration: bench/RESULTS.md).
+CAMERA_COHORT_MAX = 500
+CAMERA_COHORT_MIN = 30
+CAMERA_COHORT_CLEARANCE = 1.15
+CAMERA_MAX_ADJUSTMENT = 0.15
+CAMERA_REFRESH_SECONDS = 60.0
 # Decision threshold on the plain centroid distance when a model has no calibration: about 1% of faces-dev
 # strangers match someone in a 200-person gallery at 0.46 (`faceid calibrate --method distance --root faces-dev
 # --dry-run`, dlib-resnet-v1, fast detector), where dlib's 0.6 lets about a quarter through. Calibrate for real use.

@@ -186,13 +186,18 @@ def _cmd_key_revoke(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from faceid.store.accounts import ROLES, SCOPES
-    from faceid.vision.detect import DETECTORS
+    from faceid.vision.detect import DETECTORS, PHOTO_DETECTOR
 
     serve = subparsers.add_parser("serve", help="run the web app and REST API")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     _add_store_options(serve)
-    serve.add_argument("--detector", default="fast", choices=sorted(DETECTORS), help="face detector (default fast)")
+    serve.add_argument(
+        "--detector",
+        default=PHOTO_DETECTOR,
+        choices=sorted(DETECTORS),
+        help=f"face detector for posted photos (default {PHOTO_DETECTOR}: the photo pipeline)",
+    )
     serve.add_argument("--device", default="cpu", help="ONNX Runtime device: cpu, cuda, tensorrt")
     serve.add_argument(
         "--max-upload-mb",

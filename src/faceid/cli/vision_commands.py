@@ -12,15 +12,26 @@ from faceid.cli.common import CommandError, add_json_option, print_json
 from faceid.errors import NoFaceError
 from faceid.thresholds import DLIB_DISTANCE_THRESHOLD
 from faceid.vision.analyzer import Analyzer, distance
-from faceid.vision.detect import DEFAULT_DETECTOR, DETECTORS
+from faceid.vision.detect import DETECTORS, PHOTO_DETECTOR, PHOTO_MIRROR
 from faceid.vision.types import Face
 
 
 def add_analyzer_options(parser: argparse.ArgumentParser) -> None:
+    """The face pipeline's options; unset, photos take the photo pipeline (the most accurate measured)."""
     group = parser.add_argument_group("face pipeline")
-    group.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR, help="face detector")
+    group.add_argument(
+        "--detector",
+        choices=sorted(DETECTORS),
+        default=PHOTO_DETECTOR,
+        help=f"face detector (default {PHOTO_DETECTOR})",
+    )
     group.add_argument("--upsample", type=int, default=0, help="mmod: upsample the image 2x this many times")
-    group.add_argument("--mirror", action="store_true", help="average each descriptor with its mirror image's")
+    group.add_argument(
+        "--mirror",
+        action=argparse.BooleanOptionalAction,
+        default=PHOTO_MIRROR,
+        help=f"average each descriptor with its mirror image's (default {'on' if PHOTO_MIRROR else 'off'})",
+    )
     group.add_argument("--device", default="cpu", help="ONNX Runtime device: cpu, cuda or tensorrt")
     group.add_argument("--threads", type=int, default=None, help="threads per model (default: all cores)")
 

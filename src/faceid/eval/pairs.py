@@ -208,6 +208,7 @@ def evaluate_pairs(
         configuration={
             "detector": analyzer.detector_name,
             "upsample": analyzer.upsample,
+            "mirror": bool(getattr(analyzer.embedder, "mirror", analyzer.mirror)),
             "model": analyzer.model_id,
         },
     )

@@ -180,7 +180,7 @@ class Agent:
                 from faceid.store import open_store
 
                 store = stack.enter_context(open_store(config.data_dir, config.db, analyzer=analyzer))
-                store_recognizer = StoreRecognizer(store)
+                store_recognizer = StoreRecognizer(store, self.camera)
                 store_recognizer.describe()  # loads the gallery now rather than on the first face
                 sinks.append(StoreSink(store))
 

@@ -79,16 +79,27 @@ class MonitorEvent:
     snapshot: bytes | None = field(default=None, repr=False)  # JPEG of the best face's frame
     crop: bytes | None = field(default=None, repr=False)  # JPEG of the best face, with some context
     crop_box: list[int] | None = None
+    ambiguous: bool = False  # two people passed, too close to call: nobody named
+    stranger_rate: float | None = None  # the calibration's share of strangers who would score this well
+    # The track's template descriptor, kept with unknown events only: the camera's own strangers, from which
+    # its threshold adapts (faceid.store.camera). Never shown in event lists.
+    template: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def known(self) -> bool:
         return self.person_id is not None
+
+    @property
+    def outcome(self) -> str:
+        return "known" if self.known else ("ambiguous" if self.ambiguous else "unknown")
 
     def metadata(self, with_crop: bool = True) -> dict[str, Any]:
         """Everything beyond the store's event columns (kept in the event's metadata)."""
         meta: dict[str, Any] = {
             "monitor": 1,
             "name": self.name,
+            "outcome": self.outcome,
+            "stranger_rate": None if self.stranger_rate is None else float(f"{self.stranger_rate:.3g}"),
             "end": self.end.isoformat(),
             "duration": round(self.media_end - self.media_start, 3),
             "media_start": round(self.media_start, 3),
@@ -103,6 +114,8 @@ class MonitorEvent:
             "frame_time": None if self.frame_time is None else round(self.frame_time, 3),
             "quality": self.quality,
         }
+        if self.template is not None and not self.known:
+            meta["template"] = [round(float(v), 6) for v in np.asarray(self.template).reshape(-1)]
         if with_crop and self.crop is not None:
             meta["crop_jpeg"] = base64.b64encode(self.crop).decode("ascii")
             meta["crop_box"] = self.crop_box
@@ -119,6 +132,8 @@ class MonitorEvent:
             "media_start": round(self.media_start, 3),
             "media_end": round(self.media_end, 3),
             "known": self.known,
+            "outcome": self.outcome,
+            "stranger_rate": None if self.stranger_rate is None else float(f"{self.stranger_rate:.3g}"),
             "person_id": self.person_id,
             "name": self.name,
             "confidence": round(self.confidence, 4),

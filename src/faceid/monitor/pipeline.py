@@ -29,7 +29,15 @@ import numpy as np
 
 from faceid.monitor.events import MonitorEvent, encode_jpeg, face_crop, idempotency_key
 from faceid.monitor.quality import Quality, assess
-from faceid.monitor.recognize import FrameDecision, Recognizer, Sample, Verdict, vote
+from faceid.monitor.recognize import (
+    FrameDecision,
+    Recognizer,
+    Sample,
+    Verdict,
+    template_verdict,
+    track_template,
+    vote,
+)
 from faceid.monitor.sources import Frame, Source
 from faceid.monitor.tracker import CutDetector, Track, Tracker
 from faceid.thresholds import (
@@ -422,7 +430,7 @@ class Monitor:
                 self._submit(state, state.slot_best)
         state.slot_best = None
         self._collect(state, wait=True)
-        verdict = vote([s for s, _ in state.samples])
+        verdict = self._decide(state)
         if verdict is None:
             self.stats.tracks_without_face += 1
             log.debug(
@@ -452,6 +460,20 @@ class Monitor:
         else:
             self.stats.unknown += 1
 
+    def _decide(self, state: _TrackState) -> Verdict | None:
+        """The track's verdict: its template's decision (the quality-weighted mean of its frames' descriptors),
+        or the frames' vote when no descriptor was kept."""
+        samples = [s for s, _ in state.samples]
+        template = track_template(samples)
+        if template is None:
+            return vote(samples)
+        try:
+            decision = self.recognizer().identify(template)
+        except Exception:
+            log.exception("identifying the template of track %d failed; the frames' vote decides", state.track.id)
+            return vote(samples)
+        return template_verdict(samples, decision)
+
     def _event(self, track: Track, state: _TrackState, verdict: Verdict) -> MonitorEvent:
         def matches(sample: Sample) -> bool:
             if verdict.person_id is None:
@@ -459,6 +481,8 @@ class Monitor:
             return sample.decision.person_id == verdict.person_id and sample.quality >= MONITOR_NAME_MIN_QUALITY
 
         kept = [(s, c) for s, c in state.samples if c is not None and matches(s)]
+        if not kept:  # the template named someone no single frame did: the best frame shows them
+            kept = [(s, c) for s, c in state.samples if c is not None]
         _, candidate = max(kept, key=lambda sc: sc[0].quality)
         assert candidate is not None
         images = verdict.known or self.options.unknown == "keep"
@@ -491,6 +515,9 @@ class Monitor:
             snapshot=snapshot,
             crop=encode_jpeg(crop) if crop is not None and crop.size else None,
             crop_box=crop_box,
+            ambiguous=verdict.ambiguous,
+            stranger_rate=verdict.stranger_rate,
+            template=None if verdict.known else track_template([s for s, _ in state.samples]),
         )
 
     # -- drawing -----------------------------------------------------------------------------------------

@@ -50,6 +50,10 @@ class FrameDecision:
     nearest_id: int | None = None  # the best candidate even when it is above the threshold
     nearest_name: str | None = None
     embedding: np.ndarray | None = field(default=None, compare=False, repr=False)  # the frame's descriptor
+    ambiguous: bool = False  # the best two people pass and are too close to call (nobody named)
+    stranger_rate: float | None = None  # the calibration's share of strangers who would score this well
+    second_name: str | None = None  # the second-best person, with their distance
+    second_distance: float | None = None
 
 
 class Recognizer(Protocol):
@@ -64,8 +68,9 @@ class Recognizer(Protocol):
 class StoreRecognizer:
     """Standalone: the local store's calibrated decision, always with the store's active model version."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, camera: str | None = None) -> None:
         self.store = store
+        self.camera = camera  # the camera's own calibration applies once it has seen enough strangers
 
     @property
     def model_id(self) -> str:
@@ -73,18 +78,20 @@ class StoreRecognizer:
 
     def identify(self, embedding: np.ndarray) -> FrameDecision:
         """The decision on a descriptor of the store's active model."""
-        return _store_decision(self.store.identify_embedding(embedding, top_k=1))
+        return _store_decision(self.store.identify_embedding(embedding, top_k=1, camera=self.camera))
 
     def identify_face(self, rgb: np.ndarray, detection: Detection) -> FrameDecision:
         """Describe a detected face with the active version's embedder and decide with the same version's
         gallery (a fine-tune activated while the monitor runs is followed from the next face on)."""
-        ((face, result),) = self.store.identify_faces(rgb, [detection], top_k=1)
+        ((face, result),) = self.store.identify_faces(rgb, [detection], top_k=1, camera=self.camera)
         return replace(_store_decision(result), embedding=np.asarray(face.embedding, np.float32))
 
     def describe(self) -> dict[str, Any]:
         matcher = self.store.matcher()
+        camera = self.store.camera_calibration(self.camera, matcher).to_dict() if self.camera else None
         return {
             "mode": "store",
+            "camera_calibration": camera,
             "model_id": self.model_id,
             "method": matcher.method,
             "calibrated": matcher.calibration is not None,
@@ -95,6 +102,7 @@ class StoreRecognizer:
 
 def _store_decision(result: Identification) -> FrameDecision:
     best = result.candidates[0] if result.candidates else None
+    second = result.candidates[1] if len(result.candidates) > 1 else None
     person = result.person
     return FrameDecision(
         person_id=person.person_id if person else None,
@@ -105,6 +113,10 @@ def _store_decision(result: Identification) -> FrameDecision:
         confidence=result.confidence,
         nearest_id=best.person_id if best else None,
         nearest_name=best.name if best else None,
+        ambiguous=result.ambiguous,
+        stranger_rate=result.stranger_rate,
+        second_name=second.name if second else None,
+        second_distance=second.distance if second else None,
     )
 
 
@@ -283,10 +295,65 @@ class Verdict:
     votes: dict[str, float]  # label (a name or "unknown") -> quality weight
     frames: int  # embedded frames that voted
     nearest_name: str | None = None
+    ambiguous: bool = False
+    stranger_rate: float | None = None
 
     @property
     def known(self) -> bool:
         return self.person_id is not None
+
+
+def track_template(samples: Sequence[Sample]) -> np.ndarray | None:
+    """The track's template: the quality-weighted mean of the descriptors of its frames good enough to name
+    anyone (of every frame when none is), or None when no frame kept its descriptor.
+
+    Averaging a track's frames cancels the noise of any one of them, as a person's centroid does in the
+    gallery (faces-dev pseudo-tracks and the Hamilton clip: bench/RESULTS.md, "Track templates")."""
+    usable = [s for s in samples if s.decision.embedding is not None]
+    good = [s for s in usable if s.quality >= MONITOR_NAME_MIN_QUALITY] or usable
+    if not good:
+        return None
+    weights = np.array([max(s.quality, 1e-6) for s in good], np.float64)
+    vectors = np.stack([np.asarray(s.decision.embedding, np.float64) for s in good])
+    return (weights[:, None] * vectors).sum(axis=0).astype(np.float32) / np.float32(weights.sum())
+
+
+def template_verdict(samples: Sequence[Sample], decision: FrameDecision) -> Verdict:
+    """The track's verdict from its template's decision, with the frames' votes kept for the record. A track
+    seen only in frames too poor to name anyone stays unknown, as in the vote."""
+    votes = vote(samples)
+    assert votes is not None
+    named = decision.person_id is not None and any(s.quality >= MONITOR_NAME_MIN_QUALITY for s in samples)
+    total = sum(max(s.quality, 1e-6) for s in samples)
+    if not named:
+        return Verdict(
+            None,
+            None,
+            votes.share if not votes.known else 1.0 - votes.share,
+            0.0,
+            decision.distance,
+            decision.score,
+            decision.threshold,
+            votes.votes,
+            len(samples),
+            decision.nearest_name,
+            ambiguous=decision.ambiguous,
+            stranger_rate=decision.stranger_rate,
+        )
+    agreeing = sum(max(s.quality, 1e-6) for s in samples if s.decision.person_id == decision.person_id)
+    return Verdict(
+        decision.person_id,
+        decision.name,
+        agreeing / total,
+        decision.confidence,
+        decision.distance,
+        decision.score,
+        decision.threshold,
+        votes.votes,
+        len(samples),
+        decision.name,
+        stranger_rate=decision.stranger_rate,
+    )
 
 
 def vote(samples: Sequence[Sample]) -> Verdict | None:

@@ -90,9 +90,9 @@ def create_app(config: ServerConfig | None = None, *, analyzer: Analyzer | None 
     """
     config = config or ServerConfig()
     if analyzer is None:
-        from faceid.vision.analyzer import Analyzer
+        from faceid.vision.analyzer import photo_analyzer
 
-        analyzer = Analyzer(detector=config.detector, device=config.device)
+        analyzer = photo_analyzer(detector=config.detector, device=config.device)
     store = Store(config.data_dir, config.db, analyzer=analyzer, index=config.index)
     accounts = Accounts(store.engine)
     generated = accounts.ensure_admin(config.resolved_admin_password())
@@ -157,11 +157,13 @@ def app_from_env() -> FastAPI:
     FACEID_DETECTOR and FACEID_MAX_UPLOAD_MB."""
     import os
 
+    from faceid.vision.detect import PHOTO_DETECTOR
+
     max_mb = os.environ.get("FACEID_MAX_UPLOAD_MB")
     config = ServerConfig(
         data_dir=os.environ.get("FACEID_DATA_DIR") or None,
         db=os.environ.get("FACEID_DB") or os.environ.get("FACEID_DATABASE_URL") or None,
-        detector=os.environ.get("FACEID_DETECTOR", "fast"),
+        detector=os.environ.get("FACEID_DETECTOR", PHOTO_DETECTOR),
     )
     if max_mb:
         config.max_upload_bytes = int(float(max_mb) * 2**20)

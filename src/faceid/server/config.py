@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faceid.thresholds import MAX_UPLOAD_BYTES
+from faceid.vision.detect import PHOTO_DETECTOR
 
 ADMIN_PASSWORD_ENV = "FACEID_ADMIN_PASSWORD"
 
@@ -18,7 +19,7 @@ class ServerConfig:
 
     data_dir: str | os.PathLike[str] | None = None
     db: str | None = None
-    detector: str = "fast"
+    detector: str = PHOTO_DETECTOR  # photos posted to the server take the photo pipeline
     device: str = "cpu"
     index: str = "auto"
     max_upload_bytes: int = MAX_UPLOAD_BYTES

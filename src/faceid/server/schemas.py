@@ -97,11 +97,19 @@ class PersonRef(BaseModel):
 class IdentifiedFace(BaseModel):
     box: list[float] | None
     known: bool
+    outcome: str = Field(description="known, unknown, or ambiguous (two people pass, too close to call)")
     person: PersonRef | None
-    confidence: float
+    confidence: float = Field(description="1 - stranger_rate for a known face (a probability); 0 otherwise")
+    stranger_rate: float | None = Field(
+        None,
+        description="the calibration's estimate of the share of strangers who would score as well as the best "
+        "candidate against the whole gallery (read it as 'about 1 in 1/stranger_rate'); null when uncalibrated",
+    )
     threshold: float
     method: str
+    calibration: str = Field("none", description="where the decision rule comes from: shipped, store, camera, none")
     model_id: str
+    quality: dict[str, Any] | None = Field(None, description="face quality: size, sharpness and pose scores")
     candidates: list[CandidateOut]
 
 

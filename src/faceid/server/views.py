@@ -94,6 +94,8 @@ def face_out(face: FaceRecord) -> dict[str, Any]:
 
 def event_out(event: EventRecord, name: str | None = None) -> dict[str, Any]:
     out = event.to_dict()
+    # An unknown track's descriptor stays in the store (its camera's calibration reads it): never sent out.
+    out["metadata"] = {k: v for k, v in (out.get("metadata") or {}).items() if k != "template"}
     out["person_name"] = name
     out["snapshot_url"] = f"{API}/events/{event.id}/snapshot" if event.snapshot_sha256 else None
     return out

@@ -158,6 +158,106 @@ def evaluate_faces(
     return results
 
 
+def _people_half(name: str) -> int:
+    return int(hashlib.sha256(("calibration-half|" + name).encode()).hexdigest(), 16) % 2
+
+
+def evaluate_shipped_calibration(
+    faces: LabelledFaces,
+    model_id: str,
+    sizes: Sequence[int | str] = (50, 200, "all"),
+    draws: int = 5,
+    enroll: int = 1,
+    max_probes: int = 10,
+    target_fpir: float = 0.01,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The built-in calibration, made as it ships (:func:`faceid.store.shipped.build_calibration`), measured on
+    people it was not made from: the people are split in two halves by a hash of their name; a calibration
+    made from one half decides for galleries, probes and strangers of the other half, then the halves swap.
+
+    Per gallery size: the threshold the calibration gives for it, the share of strangers it let match someone
+    (the observed FPIR, to hold against ``target_fpir``), the share of genuine probes named right under it
+    (DIR at that threshold), the share of answers that were ambiguous, and DIR at the strangers' own 1% point
+    (the best any threshold could do with this cohort: comparable with the table above).
+    """
+    from faceid.store.match import ambiguous_pairs
+    from faceid.store.shipped import _people_subset as _subset
+    from faceid.store.shipped import build_calibration
+
+    halves = [{p for p in set(faces.people.tolist()) if _people_half(p) == h} for h in (0, 1)]
+    collected: dict[str, list[dict[str, float]]] = {}
+    gallery_sizes: dict[str, list[int]] = {}
+    for made_from, measured in ((halves[0], halves[1]), (halves[1], halves[0])):
+        calibration = build_calibration(
+            _subset(faces, made_from), model_id, source="bench: the other half of the people", target_fpir=target_fpir
+        )
+        assert calibration.cohort is not None
+        measured_faces = _subset(faces, measured)
+        groups = measured_faces.by_person()
+        eligible = sorted(p for p, idx in groups.items() if len(idx) > enroll)
+        singles = sorted(p for p, idx in groups.items() if len(idx) == 1)
+        strangers = [groups[p][0] for p in singles]
+        for size in sizes:
+            label = str(size)
+            runs = 1 if size == "all" else draws
+            for seed in tqdm(
+                range(runs), desc=f"shipped calibration, gallery {size}", disable=not progress, leave=False
+            ):
+                people, enrolled, owners, probes, truth = _draw(
+                    groups,
+                    eligible,
+                    "all" if size == "all" else min(int(size), len(eligible)),
+                    seed,
+                    enroll,
+                    max_probes,
+                )
+                vectors = measured_faces.embeddings
+                _, centres = centroids(vectors[enrolled], owners)
+                probe_vectors = vectors[probes + strangers]
+                distances = pairwise_distances(probe_vectors, centres)
+                scores = normalise(
+                    distances,
+                    cohort_means(probe_vectors, calibration.cohort),
+                    cohort_means(centres, calibration.cohort),
+                )
+                threshold = calibration.threshold_for(len(people))
+                best = scores.argmin(axis=1)
+                best_score = scores[np.arange(len(scores)), best]
+                genuine = len(probes)
+                named = best_score <= threshold
+                ambiguous = ambiguous_pairs(scores, threshold)
+                rates = open_set_rates(scores, truth, genuine)
+                run = {
+                    "threshold": float(threshold),
+                    "observed_fpir": float(named[genuine:].mean()),
+                    "dir_at_threshold": float(
+                        np.mean(named[:genuine] & (best[:genuine] == truth) & ~ambiguous[:genuine])
+                    ),
+                    "wrong_name_rate": float(
+                        np.mean(named[:genuine] & (best[:genuine] != truth) & ~ambiguous[:genuine])
+                    ),
+                    "ambiguous_rate": float(ambiguous.mean()),
+                    "ambiguous_rate_genuine": float(ambiguous[:genuine].mean()),
+                    "dir_at_fpir_0.01": rates["dir_at_fpir_0.01"],
+                    "rank1": rates["rank1"],
+                }
+                collected.setdefault(label, []).append(run)
+                gallery_sizes.setdefault(label, []).append(len(people))
+    return {
+        "protocol": "calibration made from one half of the people (by name hash), measured on the other half's "
+        "galleries, probes and strangers; both ways, averaged",
+        "target_fpir": target_fpir,
+        "sizes": {
+            label: {
+                "gallery_size": round(float(np.mean(gallery_sizes[label])), 1),
+                **{key: round(float(np.mean([r[key] for r in runs])), 5) for key in runs[0]},
+            }
+            for label, runs in collected.items()
+        },
+    }
+
+
 def check_against_store(faces: LabelledFaces, size: int = 50, enroll: int = 1, max_probes: int = 10) -> dict[str, Any]:
     """Run draw 0 of ``size`` people through a real store (SQLite, temporary) and compare with the batch scores."""
     from faceid.store.store import Store
@@ -220,6 +320,9 @@ def run_identification_benchmark(
     results = evaluate_faces(faces, sizes, draws, enroll_per_person, max_probes, progress, cohort_k)
     # The store always normalises with COHORT_K; the check only means something with the same k.
     check = check_against_store(faces, 50, enroll_per_person, max_probes) if cohort_k == COHORT_K else None
+    shipped = evaluate_shipped_calibration(
+        faces, str(getattr(analyzer, "model_id", "?")), sizes, draws, enroll_per_person, max_probes, progress=progress
+    )
     return {
         "command": "faceid " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("faceid") else None,
         "root": str(root),
@@ -233,6 +336,7 @@ def run_identification_benchmark(
         "cohort_k": cohort_k,
         "results": results,
         "store_check": check,
+        "shipped_calibration": shipped,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -265,5 +369,21 @@ def format_report(report: dict[str, Any]) -> str:
             f"Store.identify_embedding): same top-1 as the batch scores for {100 * check['same_top1_as_batch']:.1f}% "
             f"of probes, {check['ms_per_identify']} ms per identification",
         ]
+    shipped = report.get("shipped_calibration")
+    if shipped:
+        lines += [
+            "",
+            f"built-in calibration ({shipped['protocol']}), target FPIR {100 * shipped['target_fpir']:g}%:",
+            "",
+            "| gallery | threshold | observed FPIR | DIR at threshold | ambiguous | DIR @ FPIR 1% (best threshold) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for label, row in shipped["sizes"].items():
+            lines.append(
+                f"| {label} ({row['gallery_size']:g} people) | {row['threshold']:.4f} "
+                f"| {100 * row['observed_fpir']:.2f}% "
+                f"| {100 * row['dir_at_threshold']:.1f}% | {100 * row['ambiguous_rate']:.2f}% "
+                f"| {100 * row['dir_at_fpir_0.01']:.1f}% |"
+            )
     lines.append(f"({report['seconds']} s)")
     return "\n".join(lines)

@@ -22,15 +22,20 @@ stranger beats with probability ``target_fpir`` against the whole gallery (``1 -
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from faceid.store.gallery import Gallery
+
+if TYPE_CHECKING:
+    from faceid.store.camera import CameraCalibration
 from faceid.store.records import Candidate, Identification
 from faceid.store.schema import ModelVersion
 from faceid.thresholds import (
+    AMBIGUOUS_SCORE_GAP,
     COHORT_K,
     IDENTIFY_CANDIDATE_FACES,
     IDENTIFY_CANDIDATE_PEOPLE,
@@ -82,6 +87,20 @@ def centroids(embeddings: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, n
     np.add.at(sums, inverse, embeddings)
     counts = np.bincount(inverse, minlength=len(people))[:, None]
     return people, (sums / counts).astype(np.float32)
+
+
+def ambiguous_pairs(scores: np.ndarray, threshold: float, gap: float = AMBIGUOUS_SCORE_GAP) -> np.ndarray:
+    """For a (probes, people) score matrix: which probes' best person passes ``threshold`` with the second-best
+    person within ``gap`` of it (too close to call, so nobody is named)."""
+    if scores.shape[1] < 2:
+        return np.zeros(len(scores), bool)
+    two = np.partition(scores, 1, axis=1)[:, :2]
+    return (two[:, 0] <= threshold) & (two[:, 1] - two[:, 0] < gap)
+
+
+def is_ambiguous(scores: Sequence[float], threshold: float, gap: float = AMBIGUOUS_SCORE_GAP) -> bool:
+    """The same rule for one probe's ranked scores (best first)."""
+    return len(scores) >= 2 and scores[0] <= threshold and scores[1] - scores[0] < gap
 
 
 # -- calibration ----------------------------------------------------------------------------------------
@@ -147,6 +166,15 @@ class Calibration:
         if below >= len(self.impostor_tail):
             return max(below, len(self.impostor_tail)) / self.impostor_count
         return below / self.impostor_count
+
+    def typical_best_score(self, people: int) -> float | None:
+        """The median of a stranger's best score against ``people`` people: the score x with
+        1 - (1 - F(x)) ^ people = 1/2, read off the stranger score percentiles (None without them)."""
+        percentiles = self.details.get("impostor_percentiles")
+        if not percentiles:
+            return None
+        share = 1.0 - 0.5 ** (1.0 / max(people, 1))
+        return float(np.interp(100.0 * share, np.arange(len(percentiles)), np.asarray(percentiles, np.float64)))
 
     def threshold_for(self, people: int) -> float:
         """The score a stranger beats (matches someone) with probability ``target_fpir`` among ``people``."""
@@ -236,30 +264,63 @@ class Matcher:
         order = np.argsort(scores, kind="stable")[:top_k]
         return [Ranked(people[i], nearest_face[people[i]], float(distances[i]), float(scores[i])) for i in order]
 
+    @property
+    def calibrated(self) -> bool:
+        return self.calibration is not None and self.method == self.calibration.method
+
     def threshold(self) -> float:
-        if self.calibration is None or self.method != self.calibration.method:
+        if not self.calibrated:
             return UNCALIBRATED_CENTROID_THRESHOLD
+        assert self.calibration is not None
         return self.calibration.threshold_for(self.gallery.people_count(refresh=False))
 
-    def decide(self, candidates: list[Candidate]) -> Identification:
+    def decide(self, candidates: list[Candidate], camera: CameraCalibration | None = None) -> Identification:
+        """Known (the best person passes the threshold, clear of the second), ambiguous (both too close to
+        call: nobody is named) or unknown. A camera's own calibration, once in force, scales the threshold."""
         threshold = self.threshold()
+        if camera is not None and camera.active:
+            threshold *= camera.scale
         best = candidates[0] if candidates else None
-        person = best if best is not None and best.score <= threshold else None
+        outcome = "unknown"
+        if best is not None and best.score <= threshold:
+            outcome = "ambiguous" if is_ambiguous([c.score for c in candidates[:2]], threshold) else "known"
+        person = best if outcome == "known" else None
+        rate = self.stranger_rate(best.score) if best is not None else None
+        source = "none"
+        if self.calibrated and self.calibration is not None:
+            source = "shipped" if self.calibration.details.get("source") == "shipped" else "store"
+            if camera is not None and camera.active:
+                source = "camera"
         return Identification(
             candidates=candidates,
             person=person,
-            confidence=self.confidence(person.score) if person is not None else 0.0,
+            confidence=1.0 - rate
+            if person is not None and rate is not None
+            else (self.confidence(person.score) if person is not None else 0.0),
             threshold=threshold,
-            method=self.method if self.calibration is not None else f"{self.method} (uncalibrated)",
+            method=self.method if self.calibrated else f"{self.method} (uncalibrated)",
             model_id=self.gallery.model_id,
+            outcome=outcome,
+            stranger_rate=rate,
+            calibration=source,
         )
+
+    def stranger_rate(self, score: float) -> float | None:
+        """The calibration's estimate of the share of strangers who would score ``score`` or better against the
+        whole gallery: 1 - (1 - fmr(score)) ^ people. None without a calibration's stranger scores. Below every
+        stranger score it has seen, it is the bound 1 - (1 - 1/comparisons) ^ people."""
+        if not self.calibrated or self.calibration is None or not self.calibration.impostor_count:
+            return None
+        people = max(self.gallery.people_count(refresh=False), 1)
+        fmr = max(self.calibration.false_match_rate(score), 1.0 / self.calibration.impostor_count)
+        return float(-np.expm1(people * np.log1p(-min(fmr, 1.0 - 1e-12))))
 
     def confidence(self, score: float) -> float:
         """For a calibrated model, the chance that a stranger would not score this well against the whole
         gallery; uncalibrated, how far inside the threshold the score is (1 at distance 0)."""
-        if self.calibration is not None and self.method == self.calibration.method and self.calibration.impostor_count:
-            fmr = self.calibration.false_match_rate(score)
-            return float((1.0 - fmr) ** max(self.gallery.people_count(refresh=False), 1))
+        rate = self.stranger_rate(score)
+        if rate is not None:
+            return 1.0 - rate
         return float(np.clip(1.0 - score / (2 * UNCALIBRATED_CENTROID_THRESHOLD), 0.0, 1.0))
 
 

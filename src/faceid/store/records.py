@@ -172,24 +172,40 @@ class Identification:
     """The answer for one probe face: ranked candidates and the open-set decision."""
 
     candidates: list[Candidate]
-    person: Candidate | None  # the decision: the best candidate if it passes the threshold, else unknown
-    confidence: float  # for a known decision, 1 - the stranger match rate at its score; 0 for unknown
+    person: Candidate | None  # the decision: the best candidate if it passes the threshold clearly, else None
+    confidence: float  # for a known decision, 1 - stranger_rate (a probability); 0 otherwise
     threshold: float
     method: str
     model_id: str
     box: list[float] | None = None
+    outcome: str = ""  # "known", "unknown" or "ambiguous" (two people pass, too close to call); derived if empty
+    # The calibration's estimate of the share of strangers who would score as well as the best candidate
+    # against the whole gallery (None without a calibration): "about 1 in 1/stranger_rate".
+    stranger_rate: float | None = None
+    calibration: str = "none"  # where the rule came from: "shipped", "store", "camera", "none"
+
+    def __post_init__(self) -> None:
+        if not self.outcome:
+            object.__setattr__(self, "outcome", "known" if self.person is not None else "unknown")
 
     @property
     def known(self) -> bool:
         return self.person is not None
 
+    @property
+    def ambiguous(self) -> bool:
+        return self.outcome == "ambiguous"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "known": self.known,
+            "outcome": self.outcome,
             "person": None if self.person is None else self.person.to_dict(),
             "confidence": round(self.confidence, 6),
+            "stranger_rate": None if self.stranger_rate is None else float(f"{self.stranger_rate:.3g}"),
             "threshold": round(self.threshold, 6),
             "method": self.method,
+            "calibration": self.calibration,
             "model_id": self.model_id,
             "box": self.box,
             "candidates": [c.to_dict() for c in self.candidates],

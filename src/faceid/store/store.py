@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from faceid.errors import BadInputError, ConflictError, NotFoundError
+from faceid.store.camera import CameraCalibration, CameraCalibrations
 from faceid.store.config import describe_url, resolve_data_dir, resolve_database_url
 from faceid.store.database import WRITE_OPTION, create_store_engine, migrate
 from faceid.store.files import ImageFolder
@@ -100,6 +101,7 @@ class Store:
         self._galleries: dict[str, Gallery] = {}
         self._matchers: dict[str, Matcher] = {}
         self._lock = threading.Lock()  # guards the two dicts above; each gallery has its own lock
+        self._cameras = CameraCalibrations()
         log.debug("opened store %s (images in %s)", describe_url(self.url), self.files.images)
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -121,9 +123,9 @@ class Store:
     @property
     def analyzer(self) -> Analyzer:
         if self._analyzer is None:
-            from faceid.vision.analyzer import Analyzer
+            from faceid.vision.analyzer import photo_analyzer
 
-            self._analyzer = Analyzer()
+            self._analyzer = photo_analyzer()
         return self._analyzer
 
     @property
@@ -626,32 +628,78 @@ class Store:
         return [result for _, result in self.identify_faces(rgb, detections, top_k)]
 
     def identify_faces(
-        self, rgb: np.ndarray, detections: Sequence[Detection], top_k: int = 5
+        self, rgb: np.ndarray, detections: Sequence[Detection], top_k: int = 5, camera: str | None = None
     ) -> list[tuple[DetectedFace, Identification]]:
         """Describe faces already found in ``rgb`` and identify each: the face (with its descriptor) and the
         answer, whose box is the detection's."""
         faces = self.analyzer.faces_from_detections(rgb, list(detections))
-        return [(face, self._identify_face(face, top_k, self.model_id)) for face in faces]
+        return [(face, self._identify_face(face, top_k, self.model_id, camera)) for face in faces]
 
-    def _identify_face(self, face: DetectedFace, top_k: int, model_id: str) -> Identification:
-        result = self.identify_embedding(face.embedding, top_k=top_k, model_id=model_id)
+    def _identify_face(
+        self, face: DetectedFace, top_k: int, model_id: str, camera: str | None = None
+    ) -> Identification:
+        result = self.identify_embedding(face.embedding, top_k=top_k, model_id=model_id, camera=camera)
         return _with_box(result, [round(float(v), 2) for v in np.asarray(face.box).reshape(-1)])
 
-    def identify_embedding(self, embedding: np.ndarray, top_k: int = 5, model_id: str | None = None) -> Identification:
+    def identify_embedding(
+        self, embedding: np.ndarray, top_k: int = 5, model_id: str | None = None, camera: str | None = None
+    ) -> Identification:
+        """The open-set answer for one descriptor; ``camera`` applies that camera's own calibration."""
         matcher = self.matcher(model_id)
-        ranked = matcher.rank(np.asarray(embedding, np.float32).reshape(-1), top_k)
+        # Two at least: the decision compares the best person with the second (ambiguous).
+        ranked = matcher.rank(np.asarray(embedding, np.float32).reshape(-1), max(top_k, 2))
         names = matcher.gallery.names([c.person_id for c in ranked])
         candidates = [
             Candidate(c.person_id, names.get(c.person_id, "?"), c.distance, c.score, c.face_id) for c in ranked
         ]
-        return matcher.decide(candidates)
+        return matcher.decide(candidates, self.camera_calibration(camera, matcher) if camera else None)
+
+    def camera_calibration(self, camera: str, matcher: Matcher | None = None) -> CameraCalibration:
+        """What decides for ``camera``: the model's calibration, scaled by the camera's own strangers once it has
+        seen enough (faceid.store.camera)."""
+        from faceid.thresholds import CAMERA_COHORT_MAX
+
+        matcher = matcher or self.matcher()
+        model = matcher.gallery.model_id
+
+        def templates() -> list[np.ndarray]:
+            with self._read() as session:
+                rows = session.execute(
+                    select(Event.meta)
+                    .where(Event.source == camera, Event.person_id.is_(None), Event.model_id == model)
+                    .order_by(Event.id.desc())
+                    .limit(2 * CAMERA_COHORT_MAX)
+                ).all()
+            found = [
+                np.asarray(m["template"], np.float32) for (m,) in rows if isinstance(m, dict) and m.get("template")
+            ]
+            dim = matcher.calibration.dim if matcher.calibration is not None else 128
+            return [t for t in found if t.shape == (dim,)]
+
+        with self._read() as session:
+            version = (
+                session.scalar(select(StoreState.gallery_version).where(StoreState.id == 1)),
+                session.scalar(select(func.max(Event.id)).where(Event.source == camera)),
+            )
+        return self._cameras.get(camera, matcher, templates, version)
+
+    def cameras(self) -> list[str]:
+        """Every camera (event source) that recorded an event."""
+        with self._read() as session:
+            return sorted(s for s in session.scalars(select(Event.source).distinct()) if s)
 
     # -- calibration ----------------------------------------------------------------------------
 
     def _load_calibration(self, model_id: str) -> Calibration | None:
+        """The model's calibration: the store's own (``faceid calibrate``, or a fine-tune's), else the one
+        shipped with faceid for that model, else None (the uncalibrated distance rule)."""
         with self._read() as session:
             row = session.get(ModelVersion, model_id)
-            return Calibration.from_row(row) if row is not None and row.threshold is not None else None
+            if row is not None and row.threshold is not None:
+                return Calibration.from_row(row)
+        from faceid.store.shipped import load_shipped
+
+        return load_shipped(model_id)
 
     def calibration(self, model_id: str | None = None) -> Calibration | None:
         return self._load_calibration(model_id or self.model_id)

@@ -438,12 +438,12 @@ class VersionedStore(Store):
             return embedder
 
     def analyzer_for(self, version: VersionRecord) -> Analyzer:
-        from faceid.vision.analyzer import Analyzer
+        from faceid.vision.analyzer import Analyzer, photo_analyzer
 
         with self._versions_lock:
             analyzer = self._analyzers.get(version.model_id)
             if analyzer is None:
-                base = self._base_analyzer or Analyzer(threads=self._threads)
+                base = self._base_analyzer or photo_analyzer(threads=self._threads)
                 self._base_analyzer = base
                 analyzer = Analyzer(
                     base.detector,
@@ -473,7 +473,7 @@ class VersionedStore(Store):
         return prepare_face(self.analyzer, image, pick)
 
     def identify_faces(
-        self, rgb: np.ndarray, detections: Sequence[Detection], top_k: int = 5
+        self, rgb: np.ndarray, detections: Sequence[Detection], top_k: int = 5, camera: str | None = None
     ) -> list[tuple[DetectedFace, Identification]]:
         """Describe and identify with one whole version: embedder, gallery and threshold alike (asked again
         if a switch happened in between)."""
@@ -482,7 +482,7 @@ class VersionedStore(Store):
             version = self.active_version()
             model_id = self.face_model_id(version.model_id)
             faces = self.analyzer_for(version).faces_from_detections(rgb, list(detections))
-            results = [(face, self._identify_face(face, top_k, model_id)) for face in faces]
+            results = [(face, self._identify_face(face, top_k, model_id, camera)) for face in faces]
             if self.active_model_id() == version.model_id:
                 return results
             log.debug("the active version changed during a search; answering again with the new one")

@@ -147,6 +147,22 @@ class Analyzer:
         return self.embedder.embed(np.asarray(chips))
 
 
+def photo_analyzer(**options: object) -> Analyzer:
+    """The pipeline for photos (enrollment, identify by photo, import, evaluation): the most accurate measured."""
+    from faceid.vision.detect import PHOTO_DETECTOR, PHOTO_MIRROR
+
+    settings: dict[str, object] = {"mirror": PHOTO_MIRROR, **options}
+    return Analyzer(str(settings.pop("detector", PHOTO_DETECTOR)), **settings)  # type: ignore[arg-type]
+
+
+def video_analyzer(**options: object) -> Analyzer:
+    """The pipeline for video frames (monitor): the fast one."""
+    from faceid.vision.detect import VIDEO_DETECTOR, VIDEO_MIRROR
+
+    settings: dict[str, object] = {"mirror": VIDEO_MIRROR, **options}
+    return Analyzer(str(settings.pop("detector", VIDEO_DETECTOR)), **settings)  # type: ignore[arg-type]
+
+
 def _available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))

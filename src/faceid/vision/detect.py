@@ -6,9 +6,16 @@ from collections.abc import Callable
 
 from faceid.vision.types import Detector
 
-# "fast" is BlazeFace (video, small CPUs); "mmod" is dlib's CNN detector (exact port, slower);
+# "fast" is BlazeFace (video, small CPUs); "mmod" is dlib's CNN detector (exact port, slower); "photo" is
+# BlazeFace's faces with MMOD's boxes (the most accurate, a cost per face: faceid.vision.refine);
 # "hog" is dlib's HOG detector (needs dlib-bin; frontal faces only).
 DEFAULT_DETECTOR = "fast"
+# The pipelines by kind of input: photos (enrollment, identify by photo, import, evaluation) take the most
+# accurate path measured, video the fast one (bench/RESULTS.md, "Photo pipeline").
+PHOTO_DETECTOR = "photo"
+PHOTO_MIRROR = True
+VIDEO_DETECTOR = "fast"
+VIDEO_MIRROR = False
 
 
 def _fast(upsample: int, device: str, threads: int | None) -> Detector:
@@ -23,13 +30,24 @@ def _mmod(upsample: int, device: str, threads: int | None) -> Detector:
     return MmodDetector(upsample=upsample, device=device, threads=threads)
 
 
+def _photo(upsample: int, device: str, threads: int | None) -> Detector:
+    from faceid.vision.refine import RefinedDetector
+
+    return RefinedDetector(device=device, threads=threads)
+
+
 def _hog(upsample: int, device: str, threads: int | None) -> Detector:
     from faceid.vision.hog import HogDetector
 
     return HogDetector(upsample=max(upsample, 1))
 
 
-DETECTORS: dict[str, Callable[[int, str, int | None], Detector]] = {"fast": _fast, "mmod": _mmod, "hog": _hog}
+DETECTORS: dict[str, Callable[[int, str, int | None], Detector]] = {
+    "fast": _fast,
+    "photo": _photo,
+    "mmod": _mmod,
+    "hog": _hog,
+}
 
 
 def create_detector(name: str, upsample: int = 0, device: str = "cpu", threads: int | None = None) -> Detector:

@@ -55,7 +55,22 @@ def identify(
     for result in results:
         metrics.labels("known" if result.known else "unknown").inc()
     height, width = picture.rgb.shape[:2]
-    return {"width": width, "height": height, "faces": [identification_out(r) for r in results]}
+    faces = []
+    for result in results:
+        out = identification_out(result)
+        out["quality"] = _quality(picture.rgb, result.box)
+        faces.append(out)
+    return {"width": width, "height": height, "faces": faces}
+
+
+def _quality(rgb: np.ndarray, box: list[float] | None) -> dict[str, Any] | None:
+    """The face's quality as the monitor scores it (size, sharpness, pose), for reading the answer."""
+    if not box:
+        return None
+    from faceid.monitor.quality import assess
+    from faceid.vision.types import Detection
+
+    return assess(rgb, Detection(np.asarray(box, np.float32), 1.0)).to_dict()
 
 
 def _largest_face(svc: Any, photo: Photo) -> Face:

@@ -73,6 +73,41 @@ def stats(svc: Svc, _: Viewer) -> dict[str, Any]:
     }
 
 
+@router.get("/calibration", responses=ERRORS, summary="The decision rule in force: the model's and each camera's")
+def calibration_in_force(svc: Svc, _: Viewer) -> dict[str, Any]:
+    """Which calibration decides (shipped with faceid, made by ``faceid calibrate``, or none), its target and
+    thresholds, and per camera whether its own strangers adjust it yet."""
+    matcher = svc.store.matcher()
+    matcher.gallery.sync()
+    calibration = matcher.calibration if matcher.calibrated else None
+    people = matcher.gallery.people_count()
+    target = calibration.target_fpir if calibration is not None else None
+    source = (
+        "none" if calibration is None else ("shipped" if calibration.details.get("source") == "shipped" else "store")
+    )
+    base = matcher.threshold()
+    cameras = []
+    for camera in svc.store.cameras():
+        state = svc.store.camera_calibration(camera, matcher)
+        cameras.append({**state.to_dict(), "threshold": round(base * (state.scale if state.active else 1.0), 5)})
+    sizes = (10, 50, 200, 1000)
+    return {
+        "model_id": matcher.gallery.model_id,
+        "calibration": source,
+        "method": matcher.method,
+        "target_fpir": target,
+        "people": people,
+        "threshold": round(base, 5),
+        "thresholds_by_gallery_size": {str(n): round(calibration.threshold_for(n), 5) for n in sizes}
+        if calibration is not None
+        else {},
+        "made_from": None
+        if calibration is None
+        else calibration.details.get("made_from") or calibration.details.get("source"),
+        "cameras": cameras,
+    }
+
+
 @router.get(
     "/gallery/embeddings",
     response_model=GalleryOut,

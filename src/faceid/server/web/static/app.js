@@ -159,6 +159,25 @@ function takeCaptures(target) {
 
 // ---- shared pieces -------------------------------------------------------------------------------
 
+// How likely a stranger is to score as well, in words ("about 1 in 40,000"): the calibration's estimate,
+// never a percentage that would read as the chance of being right.
+function strangerOdds(rate) {
+  if (rate === null || rate === undefined) return null;
+  if (rate <= 1e-6) return "fewer than 1 in a million strangers would match this well";
+  const n = Math.round(1 / rate);
+  return `about 1 in ${n.toLocaleString("en")} strangers would match this well`;
+}
+
+function decisionText(face) {
+  const odds = strangerOdds(face.stranger_rate);
+  if (face.known) return odds || "closer than the threshold (uncalibrated)";
+  if (face.outcome === "ambiguous") {
+    const [a, b] = face.candidates;
+    return `${a.name} or ${b.name}: both pass and are too close to call`;
+  }
+  return "no one in the gallery is close enough";
+}
+
 function eventItem(event, { onEnrolled } = {}) {
   const who = event.known
     ? el("a", { href: `/people/${event.person_id}`, class: "who known" }, event.person_name || `person ${event.person_id}`)
@@ -168,7 +187,10 @@ function eventItem(event, { onEnrolled } = {}) {
     el("div", { class: "body" },
       who,
       el("div", { class: "meta" }, when(event.time), event.source ? ` · ${event.source}` : "",
-        event.confidence !== null && event.confidence !== undefined ? ` · ${pct(event.confidence)}` : "")));
+        event.known && event.metadata && event.metadata.stranger_rate != null
+          ? ` · ${strangerOdds(event.metadata.stranger_rate)}` : "",
+        !event.known && event.metadata && event.metadata.outcome === "ambiguous"
+          ? ` · ambiguous: ${(event.metadata.votes && Object.keys(event.metadata.votes).join(" or ")) || "two people"}` : "")));
   if (!event.known && event.snapshot_url && canDo("operator")) {
     const form = el("form", { class: "inline-enroll" },
       el("input", { name: "name", placeholder: "name", required: true, maxlength: 200, "aria-label": "name of the new person" }),
@@ -224,6 +246,24 @@ pages.dashboard = async () => {
     $("#stat-events").textContent = stats.events;
     $("#stat-unknown").textContent = stats.unknown_events_today;
     $("#stat-model").textContent = `Model ${stats.model_id}, detector ${stats.detector}, database ${stats.backend}.`;
+    const rule = await api("GET", "calibration");
+    const people = Math.max(rule.people, 1);
+    $("#calibration-summary").textContent = rule.target_fpir === null
+      ? `No calibration: faces are named under the distance ${rule.threshold.toFixed(3)} (run faceid calibrate).`
+      : `${rule.calibration === "shipped" ? "Built-in calibration" : "Calibration from your labelled photos"}: `
+        + `about 1 in ${Math.round(1 / rule.target_fpir)} strangers would be named as someone among the `
+        + `${people} ${people === 1 ? "person" : "people"} enrolled (threshold ${rule.threshold.toFixed(3)}).`;
+    if (rule.cameras.length) {
+      const table = $("#calibration-cameras");
+      $("tbody", table).replaceChildren(...rule.cameras.map((c) => el("tr", {},
+        el("td", {}, c.camera),
+        el("td", {}, c.in_force === "camera"
+          ? `its own strangers (threshold x ${c.scale.toFixed(2)})`
+          : `the model's, until ${c.needed} strangers are seen`),
+        el("td", {}, `${c.strangers}${c.left_out ? ` (${c.left_out} close to someone enrolled, left out)` : ""}`),
+        el("td", {}, c.threshold.toFixed(3)))));
+      table.hidden = false;
+    }
     const events = await api("GET", "events", { query: { limit: 8 } });
     const list = $("#recent-events");
     list.replaceChildren(...events.items.map((e) => eventItem(e)));
@@ -394,11 +434,15 @@ pages.identify = () => {
       ctx.fillRect(x1, top, width, height);
       ctx.fillStyle = "#fff";
       ctx.fillText(label, x1 + 5, top + height - 6);
-      const candidates = face.candidates.slice(0, 3).map((c) => el("li", {},
-        el("a", { href: `/people/${c.person_id}` }, c.name), ` — distance ${c.distance.toFixed(3)}`));
-      list.append(el("li", { class: face.known ? "known" : "unknown", "data-known": face.known },
-        el("b", {}, face.known ? face.person.name : "Unknown"),
-        face.known ? ` (confidence ${pct(face.confidence)})` : " (no one in the gallery is close enough)",
+      const candidates = face.candidates.slice(0, 2).map((c) => el("li", {},
+        el("a", { href: `/people/${c.person_id}` }, c.name),
+        ` — distance ${c.distance.toFixed(3)}, score ${c.score.toFixed(3)}`));
+      list.append(el("li", { class: face.outcome || (face.known ? "known" : "unknown"), "data-known": face.known,
+                             "data-outcome": face.outcome },
+        el("b", {}, face.known ? face.person.name : (face.outcome === "ambiguous" ? "Ambiguous" : "Unknown")),
+        ` — ${decisionText(face)}`,
+        el("div", { class: "meta" }, `threshold ${face.threshold.toFixed(3)} (${face.calibration} calibration)`,
+          face.quality ? ` · face ${Math.round(face.quality.size)} px, quality ${face.quality.score.toFixed(2)}` : ""),
         candidates.length ? el("ul", { class: "candidates" }, candidates) : null));
     });
     if (!result.faces.length) list.append(el("li", { class: "empty" }, "No face found in this photo."));

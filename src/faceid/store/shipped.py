@@ -1,0 +1,155 @@
+"""Calibrations that ship inside faceid: open-set decisions as good as a labelled calibration on a fresh install.
+
+A shipped calibration is a :class:`~faceid.store.match.Calibration` made once, by the maintainers, from a
+labelled set (``python bench/build_calibration.py --root faces-dev``), and read when a store holds no
+calibration of its own for the model. It contains no photo and no individual's descriptor:
+
+* the cohort is synthetic (:mod:`faceid.store.population`): draws from a mixture whose components are each the
+  average of several people's faces;
+* the stranger scores that set the threshold for each gallery size are numbers (cohort-normalised distances
+  between different people), sorted, with no trace of whose they were.
+
+``faceid calibrate --root`` still replaces it with a calibration on the user's own labelled photos.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceid.store.calibrate import LabelledFaces, calibrate_faces
+from faceid.store.match import METHOD_COHORT, Calibration, pairwise_distances
+from faceid.store.population import synthetic_cohort
+from faceid.thresholds import COHORT_MAX
+
+log = logging.getLogger(__name__)
+
+SHIPPED_DIR = Path(__file__).with_name("calibrations")
+SOURCE_SHIPPED = "shipped"
+
+
+def _file_for(model_id: str, folder: Path = SHIPPED_DIR) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_id)
+    return folder / f"{safe}.npz"
+
+
+def _half(name: str) -> int:
+    return int(hashlib.sha256(("cohort-half|" + name).encode()).hexdigest(), 16) % 2
+
+
+def _people_subset(faces: LabelledFaces, people: set[str]) -> LabelledFaces:
+    keep = np.array([p in people for p in faces.people.tolist()])
+    return LabelledFaces(
+        paths=[p for p, k in zip(faces.paths, keep.tolist(), strict=True) if k],
+        people=faces.people[keep],
+        embeddings=faces.embeddings[keep],
+        detected=faces.detected[keep],
+    )
+
+
+def build_calibration(
+    faces: LabelledFaces,
+    model_id: str,
+    *,
+    source: str,
+    target_fpir: float = 0.01,
+    gallery_size: int = 200,
+    seed: int = 0,
+) -> Calibration:
+    """A calibration from labelled descriptors that keeps no one's descriptor: a synthetic cohort drawn from a
+    mixture fitted to one face per person, and the stranger scores of every person normalised with it."""
+    # The mixture is fitted to one half of the people and the stranger scores come from the other half: a
+    # cohort sits closer to the people it was made from, which would make their scores look less alike
+    # than anyone else's and the thresholds too lenient.
+    groups = faces.by_person()
+    makers = [p for p in groups if _half(p) == 0]
+    scored = set(groups) - set(makers)
+    first_faces = faces.embeddings[[groups[p][0] for p in makers]]
+    cohort, cohort_info = synthetic_cohort(first_faces, size=min(COHORT_MAX, max(len(makers), 100)), seed=seed)
+    calibration = calibrate_faces(
+        _people_subset(faces, scored),
+        model_id,
+        method=METHOD_COHORT,
+        target_fpir=target_fpir,
+        gallery_size=gallery_size,
+        source=source,
+        cohort=cohort,
+    )
+    cohort_info["made_from_people"] = len(makers)
+    # The same measure for real strangers (the scored people's faces against the makers'): a shipped vector is
+    # no closer to the people it was made from than a passer-by is.
+    strangers = faces.embeddings[[groups[p][0] for p in sorted(scored)]]
+    nearest = pairwise_distances(strangers, first_faces).min(axis=1)
+    cohort_info["strangers_nearest_source_distance"] = {
+        "min": round(float(nearest.min()), 4),
+        "median": round(float(np.median(nearest)), 4),
+    }
+    calibration.details["synthetic_cohort"] = cohort_info
+    return calibration
+
+
+def save_shipped(calibration: Calibration, folder: Path = SHIPPED_DIR) -> Path:
+    """Write ``calibration`` as the shipped one of its model."""
+    if calibration.cohort is None:
+        raise ValueError("a shipped calibration needs its (synthetic) cohort")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = _file_for(calibration.model_id, folder)
+    meta = {
+        "model_id": calibration.model_id,
+        "method": calibration.method,
+        "threshold": calibration.threshold,
+        "target_fpir": calibration.target_fpir,
+        "gallery_size": calibration.gallery_size,
+        "impostor_count": calibration.impostor_count,
+        "details": calibration.details,
+    }
+    tmp = path.with_suffix(".part.npz")
+    np.savez_compressed(
+        tmp,
+        cohort=np.asarray(calibration.cohort, "<f4"),
+        impostor_tail=np.asarray(calibration.impostor_tail, "<f4"),
+        meta=np.array(json.dumps(meta, sort_keys=True)),
+    )
+    tmp.replace(path)
+    return path
+
+
+@functools.lru_cache(maxsize=16)
+def load_shipped(model_id: str, folder: Path = SHIPPED_DIR) -> Calibration | None:
+    """The calibration shipped for ``model_id``, or None when faceid ships none for it."""
+    path = _file_for(model_id, folder)
+    if not path.is_file():
+        return None
+    with np.load(path) as saved:
+        meta: dict[str, Any] = json.loads(str(saved["meta"]))
+        cohort = saved["cohort"].astype(np.float32)
+        tail = saved["impostor_tail"].astype(np.float32)
+    if meta.get("model_id") != model_id:
+        log.warning("ignoring %s: it was made for %s", path, meta.get("model_id"))
+        return None
+    return Calibration(
+        model_id=model_id,
+        method=str(meta["method"]),
+        threshold=float(meta["threshold"]),
+        target_fpir=float(meta["target_fpir"]),
+        gallery_size=int(meta["gallery_size"]),
+        dim=int(cohort.shape[1]),
+        cohort=cohort,
+        impostor_tail=tail,
+        impostor_count=int(meta["impostor_count"]),
+        details={
+            **meta.get("details", {}),
+            "source": SOURCE_SHIPPED,
+            "made_from": meta.get("details", {}).get("source"),
+        },
+    )
+
+
+def shipped_models(folder: Path = SHIPPED_DIR) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.npz"))
