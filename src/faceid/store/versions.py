@@ -210,10 +210,14 @@ class VersionedStore(Store):
         analyzer: Analyzer | None = None,
         index: str = "auto",
         threads: int | None = None,
+        model_id: str | None = None,
     ) -> None:
+        """``model_id`` pins the store to one model's embeddings (benchmarks, tests that enroll descriptors
+        directly): it then loads no model and follows no version."""
         if db is not None and not isinstance(db, str):  # a SQLAlchemy URL, e.g. another store's ``url``
             db = db.render_as_string(hide_password=False)
-        super().__init__(data_dir, db, analyzer=analyzer, index=index)
+        super().__init__(data_dir, db, analyzer=analyzer, index=index, model_id=model_id)
+        self._pinned = model_id
         self._base_analyzer = analyzer
         self._mirror = bool(analyzer is not None and analyzer.mirror)
         self._threads = threads
@@ -461,10 +465,14 @@ class VersionedStore(Store):
 
     @property
     def analyzer(self) -> Analyzer:
+        if self._pinned is not None:
+            return super().analyzer
         return self.analyzer_for(self.active_version())
 
     @property
     def model_id(self) -> str:
+        if self._pinned is not None:
+            return self._pinned
         return self.face_model_id(self.active_model_id())
 
     def prepare(self, image: ImageSource, pick: Pick = "one") -> Any:
@@ -477,6 +485,8 @@ class VersionedStore(Store):
     ) -> list[tuple[DetectedFace, Identification]]:
         """Describe and identify with one whole version: embedder, gallery and threshold alike (asked again
         if a switch happened in between)."""
+        if self._pinned is not None:
+            return super().identify_faces(rgb, detections, top_k, camera)
         results: list[tuple[DetectedFace, Identification]] = []
         for _ in range(IDENTIFY_ATTEMPTS):
             version = self.active_version()
@@ -501,6 +511,8 @@ class VersionedStore(Store):
     def _reconcile_if_stale(self, faces: Sequence[PreparedFace]) -> None:
         # Faces described just before a switch committed carry the old version; bring them over now
         # rather than leave them out of every search.
+        if self._pinned is not None:
+            return
         active = self.face_model_id(self.active_model_id())
         if any(face.model_id != active for face in faces):
             with self._read() as session:
