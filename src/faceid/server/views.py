@@ -9,6 +9,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from fastapi import Request, Response
 from PIL import Image, ImageOps
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -34,17 +35,38 @@ def media_type(image_type: str | None) -> str:
     return MEDIA_TYPES.get(image_type or "", "application/octet-stream")
 
 
-def first_faces(store: Store, person_ids: Sequence[int]) -> dict[int, int]:
-    """Each person's earliest face that has a stored image (their thumbnail)."""
+def first_faces(store: Store, person_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
+    """Each person's earliest face that has a stored image (their thumbnail): its id and image hash."""
     if not person_ids:
         return {}
     with Session(store.engine) as session:
-        rows = session.execute(
-            select(Face.person_id, func.min(Face.id))
+        first = (
+            select(Face.person_id, func.min(Face.id).label("face_id"))
             .where(Face.person_id.in_(list(person_ids)), Face.image_sha256.is_not(None))
             .group_by(Face.person_id)
+            .subquery()
         )
-        return {int(p): int(f) for p, f in rows}
+        rows = session.execute(select(first.c.person_id, Face.id, Face.image_sha256).join(Face, Face.id == first.c.face_id))
+        return {int(p): (int(f), str(sha)) for p, f, sha in rows}
+
+
+def image_version(sha256: str) -> str:
+    """What an image URL carries (``?v=``) so that it changes whenever the image does: browsers keep them."""
+    return sha256[:16]
+
+
+def image_response(request: Request, data: bytes, kind: str, version: str) -> Response:
+    """An image with an ETag: kept for a year under a URL that names its version (``?v=``), revalidated
+    (``If-None-Match``, answered 304) under any other."""
+    etag = f'"{version}"'
+    current = request.query_params.get("v") == version
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "private, max-age=31536000, immutable" if current else "private, no-cache",
+    }
+    if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type=kind, headers=headers)
 
 
 def person_names(store: Store, person_ids: Iterable[int | None]) -> dict[int, str]:
@@ -73,9 +95,12 @@ def count_unknown_since(store: Store, since: Any) -> int:
         )
 
 
-def person_out(person: PersonRecord, thumbnail_face: int | None = None) -> dict[str, Any]:
+def person_out(person: PersonRecord, thumbnail_face: tuple[int, str] | None = None) -> dict[str, Any]:
     out = person.to_dict()
-    out["thumbnail_url"] = f"{API}/faces/{thumbnail_face}/thumbnail" if thumbnail_face else None
+    out["thumbnail_url"] = None
+    if thumbnail_face is not None:
+        face_id, sha256 = thumbnail_face
+        out["thumbnail_url"] = f"{API}/faces/{face_id}/thumbnail?v={image_version(sha256)}"
     return out
 
 
@@ -86,16 +111,17 @@ def people_out(store: Store, people: Sequence[PersonRecord]) -> list[dict[str, A
 
 def face_out(face: FaceRecord) -> dict[str, Any]:
     out = face.to_dict()
-    has_image = face.image_sha256 is not None
-    out["image_url"] = f"{API}/faces/{face.id}/image" if has_image else None
-    out["thumbnail_url"] = f"{API}/faces/{face.id}/thumbnail" if has_image else None
+    sha = face.image_sha256
+    out["image_url"] = f"{API}/faces/{face.id}/image?v={image_version(sha)}" if sha else None
+    out["thumbnail_url"] = f"{API}/faces/{face.id}/thumbnail?v={image_version(sha)}" if sha else None
     return out
 
 
 def event_out(event: EventRecord, name: str | None = None) -> dict[str, Any]:
     out = event.to_dict()
     out["person_name"] = name
-    out["snapshot_url"] = f"{API}/events/{event.id}/snapshot" if event.snapshot_sha256 else None
+    sha = event.snapshot_sha256
+    out["snapshot_url"] = f"{API}/events/{event.id}/snapshot?v={image_version(sha)}" if sha else None
     return out
 
 

@@ -21,7 +21,15 @@ from faceid.server.auth import INGEST, VIEW, WRITE, Principal, require
 from faceid.server.errors import ApiError
 from faceid.server.schemas import EnrollFromEvent, EventOut, EventsPage, PersonDetailOut
 from faceid.server.uploads import read_photo, relabel
-from faceid.server.views import event_out, events_out, get_event, media_type, person_names
+from faceid.server.views import (
+    event_out,
+    events_out,
+    get_event,
+    image_response,
+    image_version,
+    media_type,
+    person_names,
+)
 from faceid.store import EventRecord
 from faceid.store.database import WRITE_OPTION
 from faceid.store.photos import prepared_from_face
@@ -216,14 +224,12 @@ def get_one(event_id: EventId, svc: Svc, _: Viewer) -> dict[str, Any]:
     responses={200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "the snapshot"}},
     summary="The snapshot a device sent with an event",
 )
-def snapshot(event_id: EventId, svc: Svc, _: Viewer) -> Response:
+def snapshot(event_id: EventId, svc: Svc, _: Viewer, request: Request) -> Response:
     event = get_event(svc.store, event_id)
     if event.snapshot_sha256 is None or event.snapshot_type is None:
         raise NotFoundError(f"event {event_id} has no snapshot")
     data = svc.store.files.read(event.snapshot_sha256, event.snapshot_type)
-    return Response(
-        data, media_type=media_type(event.snapshot_type), headers={"Cache-Control": "private, max-age=86400"}
-    )
+    return image_response(request, data, media_type(event.snapshot_type), image_version(event.snapshot_sha256))
 
 
 @router.delete("/events/{event_id}", response_model=EventOut, summary="Delete an event (and its snapshot)")

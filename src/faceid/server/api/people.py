@@ -22,7 +22,7 @@ from faceid.server.schemas import (
 )
 from faceid.server.services import Services
 from faceid.server.uploads import read_photo, relabel
-from faceid.server.views import face_out, media_type, people_out, person_out
+from faceid.server.views import face_out, image_response, image_version, media_type, people_out, person_out
 from faceid.store import PreparedFace
 from faceid.store.photos import choose_face, prepared_from_face
 
@@ -232,9 +232,10 @@ IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {
     responses=IMAGE_RESPONSE,
     summary="The photo a face was enrolled from",
 )
-def face_image(face_id: FaceId, svc: Svc, _: Viewer) -> Response:
+def face_image(face_id: FaceId, svc: Svc, _: Viewer, request: Request) -> Response:
+    face = svc.store.get_face(face_id)
     data, kind = svc.store.face_image(face_id)
-    return Response(data, media_type=media_type(kind), headers={"Cache-Control": "private, max-age=86400"})
+    return image_response(request, data, media_type(kind), image_version(face.image_sha256 or ""))
 
 
 @router.get(
@@ -246,4 +247,4 @@ def face_image(face_id: FaceId, svc: Svc, _: Viewer) -> Response:
 def face_thumbnail(face_id: FaceId, svc: Svc, _: Viewer, request: Request) -> Response:
     face = svc.store.get_face(face_id)
     data = request.app.state.thumbnails.get(svc.store, face)
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+    return image_response(request, data, "image/jpeg", image_version(face.image_sha256 or ""))
