@@ -46,7 +46,9 @@ def first_faces(store: Store, person_ids: Sequence[int]) -> dict[int, tuple[int,
             .group_by(Face.person_id)
             .subquery()
         )
-        rows = session.execute(select(first.c.person_id, Face.id, Face.image_sha256).join(Face, Face.id == first.c.face_id))
+        rows = session.execute(
+            select(first.c.person_id, Face.id, Face.image_sha256).join(Face, Face.id == first.c.face_id)
+        )
         return {int(p): (int(f), str(sha)) for p, f, sha in rows}
 
 
