@@ -136,6 +136,7 @@ class EventOut(BaseModel):
     box: list[float] | None
     metadata: dict[str, Any]
     snapshot_url: str | None
+    face_url: str | None = None
 
 
 class EventsPage(BaseModel):

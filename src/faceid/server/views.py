@@ -119,12 +119,30 @@ def face_out(face: FaceRecord) -> dict[str, Any]:
     return out
 
 
+# Kept in the store, left out of every event the API sends: the face crop a monitor sends along (base64, a few
+# kB each; the face is served at face_url instead).
+EVENT_METADATA_NOT_SENT = ("crop_jpeg",)
+# Left out for those who may not change anything (viewers, read-only keys): where the device read its video
+# from (a local file path, a stream URL).
+EVENT_METADATA_PRIVATE = ("source",)
+
+
 def event_out(event: EventRecord, name: str | None = None) -> dict[str, Any]:
     out = event.to_dict()
     out["person_name"] = name
+    out["metadata"] = {k: v for k, v in out["metadata"].items() if k not in EVENT_METADATA_NOT_SENT}
     sha = event.snapshot_sha256
     out["snapshot_url"] = f"{API}/events/{event.id}/snapshot?v={image_version(sha)}" if sha else None
+    has_face = sha is not None and event.box is not None and len(event.box) == 4
+    out["face_url"] = f"{API}/events/{event.id}/face?v={image_version(sha or '')}" if has_face else None
     return out
+
+
+def event_for(out: dict[str, Any], full: bool) -> dict[str, Any]:
+    """An event as ``event_out`` made it, for a caller who may see everything (``full``) or not."""
+    if full:
+        return out
+    return {**out, "metadata": {k: v for k, v in out["metadata"].items() if k not in EVENT_METADATA_PRIVATE}}
 
 
 def events_out(store: Store, events: Sequence[EventRecord]) -> list[dict[str, Any]]:
@@ -143,13 +161,16 @@ class Thumbnails:
     def get(self, store: Store, face: FaceRecord) -> bytes:
         if face.image_sha256 is None or face.image_type is None:
             raise NotFoundError(f"face {face.id} has no stored image")
-        key = (face.image_sha256, tuple(face.box or ()))
+        return self.crop(store, face.image_sha256, face.image_type, face.box)
+
+    def crop(self, store: Store, sha256: str, image_type: str, box: Sequence[float] | None) -> bytes:
+        key = (sha256, tuple(box or ()))
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        data = store.files.read(face.image_sha256, face.image_type)
-        thumbnail = crop_thumbnail(data, face.box)
+        data = store.files.read(sha256, image_type)
+        thumbnail = crop_thumbnail(data, box)
         with self._lock:
             self._cache[key] = thumbnail
             while len(self._cache) > THUMBNAIL_CACHE:

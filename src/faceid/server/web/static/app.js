@@ -164,7 +164,11 @@ function eventItem(event, { onEnrolled } = {}) {
     ? el("a", { href: `/people/${event.person_id}`, class: "who known" }, event.person_name || `person ${event.person_id}`)
     : el("span", { class: "who unknown" }, "Unknown");
   const item = el("li", { class: `event ${event.known ? "known" : "unknown"}`, "data-event-id": event.id },
-    event.snapshot_url ? el("img", { src: event.snapshot_url, alt: "snapshot", loading: "lazy" }) : el("div", { class: "noimg" }, "no snapshot"),
+    // The face the event is about (its box in the snapshot); the whole frame is a click away.
+    event.face_url
+      ? el("a", { href: event.snapshot_url, target: "_blank", class: "event-face", title: "the whole frame" },
+        el("img", { src: event.face_url, alt: "the face of this event", loading: "lazy" }))
+      : event.snapshot_url ? el("img", { src: event.snapshot_url, alt: "snapshot", loading: "lazy" }) : el("div", { class: "noimg" }, "no snapshot"),
     el("div", { class: "body" },
       who,
       el("div", { class: "meta" }, when(event.time), event.source ? ` · ${event.source}` : "",
