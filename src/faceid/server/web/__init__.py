@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -28,6 +28,16 @@ NAV = [
     ("/admin/keys", "API keys", "admin"),
     ("/admin/audit", "Audit log", "admin"),
 ]
+
+
+def local_path(target: str) -> str:
+    """``target`` if it is a path on this server, else "/". Browsers read a backslash as a slash and drop
+    tabs and newlines, so ``/\\evil.example`` and ``/<tab>/evil.example`` mean ``//evil.example``: another host."""
+    cleaned = "".join(c for c in target.replace("\\", "/") if c == " " or (c.isprintable() and not c.isspace()))
+    parts = urlsplit(cleaned)
+    if not cleaned.startswith("/") or cleaned.startswith("//") or parts.scheme or parts.netloc:
+        return "/"
+    return cleaned
 
 
 def _viewer(request: Request) -> Principal | None:
@@ -63,7 +73,7 @@ def web_router() -> APIRouter:
 
     @router.get("/login")
     def login(request: Request, next: str = "/") -> Response:
-        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        target = local_path(next)
         if _viewer(request) is not None:
             return RedirectResponse(target, status_code=303)
         return TEMPLATES.TemplateResponse(
