@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from faceid.errors import BadInputError, MultipleFacesError, NoFaceError, NotFoundError
 from faceid.server.api.common import ERRORS, MAX_ID, EventId, Limit, Offset, Svc
-from faceid.server.api.people import _detail
+from faceid.server.api.people import _detail, gallery_warnings, with_warnings
 from faceid.server.auth import INGEST, VIEW, WRITE, Principal, allowed, require
 from faceid.server.errors import ApiError
 from faceid.server.schemas import EnrollFromEvent, EventOut, EventsPage, PersonDetailOut
@@ -318,6 +318,7 @@ def enroll_from_event(
         raise relabel(error, label) from None
     face = event_face(svc, event, rgb, label)
     prepared = prepared_from_face(face, svc.store.model_id, data, event.snapshot_type, label)
+    warnings = gallery_warnings(svc, [prepared])
     person = svc.store.enroll_prepared(body.name, [prepared])
     # The event was of this person all along. The store has no call to re-attribute an event; setting its
     # person touches nothing that the gallery or any index derives from.
@@ -329,4 +330,6 @@ def enroll_from_event(
     svc.record(
         request, principal, "person.enroll_from_event", "person", person.id, {"name": person.name, "event_id": event_id}
     )
-    return _detail(svc, person.id)
+    detail = _detail(svc, person.id)
+    with_warnings(detail["faces"], warnings)
+    return detail

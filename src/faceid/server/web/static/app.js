@@ -74,11 +74,20 @@ function flash(message, kind = "error") {
   if (!box) { alert(message); return; }
   const item = el("div", { class: `flash ${kind}` }, message, el("button", { class: "link", type: "button", "aria-label": "dismiss", onclick: () => item.remove() }, "×"));
   box.append(item);
-  if (kind !== "error") setTimeout(() => item.remove(), 6000);
+  if (kind === "ok") setTimeout(() => item.remove(), 6000);
   item.scrollIntoView({ block: "nearest" });
 }
 
 function clearFlash() { const box = $("#flash"); if (box) box.replaceChildren(); }
+
+// Warnings about faces just enrolled (already in the gallery as someone else), shown now or on the next page.
+function faceWarnings(faces) { return (faces || []).map((face) => face.warning).filter(Boolean); }
+function keepWarnings(warnings) { if (warnings.length) sessionStorage.setItem("faceid-warnings", JSON.stringify(warnings)); }
+function showKeptWarnings() {
+  const kept = sessionStorage.getItem("faceid-warnings");
+  sessionStorage.removeItem("faceid-warnings");
+  if (kept) for (const warning of JSON.parse(kept)) flash(warning, "warn");
+}
 
 async function guarded(action, button) {
   clearFlash();
@@ -182,6 +191,7 @@ function eventItem(event, { onEnrolled } = {}) {
       guarded(async () => {
         const person = await api("POST", `events/${event.id}/enroll`, { json: { name: form.name.value } });
         form.replaceWith(el("span", { class: "ok" }, "Enrolled as ", el("a", { href: `/people/${person.id}` }, person.name)));
+        for (const warning of faceWarnings(person.faces)) flash(warning, "warn");
         if (onEnrolled) onEnrolled(person);
       }, form.querySelector("button"));
     });
@@ -264,6 +274,7 @@ pages.people = () => {
       for (const file of files) data.append("photos", file);
       guarded(async () => {
         const person = await api("POST", "enroll", { form: data });
+        keepWarnings(faceWarnings(person.faces));
         location.href = `/people/${person.id}?enrolled=1`;
       }, $("#enroll-submit"));
     });
@@ -273,6 +284,7 @@ pages.people = () => {
 pages.person = () => {
   const id = Number(document.body.dataset.personId);
   if (new URLSearchParams(location.search).has("enrolled")) flash("Enrolled.", "ok");
+  showKeptWarnings();
   async function load() {
     const person = await api("GET", `people/${id}`);
     document.title = `${person.name} · faceid`;
@@ -306,10 +318,11 @@ pages.person = () => {
     const data = new FormData();
     for (const file of files) data.append("photos", file);
     guarded(async () => {
-      await api("POST", `people/${id}/faces`, { form: data });
+      const faces = await api("POST", `people/${id}/faces`, { form: data });
       $("#add-photos").value = "";
       await load();
       flash("Photo added.", "ok");
+      for (const warning of faceWarnings(faces)) flash(warning, "warn");
     }, $("#add-face-form button[type=submit]"));
   });
   $("#rename-form").addEventListener("submit", (e) => {
@@ -365,11 +378,18 @@ pages.identify = () => {
     if (!file) { flash("Choose a photo (or capture one with the webcam)."); return; }
     const data = new FormData();
     data.set("photo", file);
+    clearResult();  // a refused photo must not leave the previous photo's faces and names on screen
     guarded(async () => {
       const result = await api("POST", "identify", { form: data });
       await drawResult(file, result);
     }, $("button[type=submit]", form));
   });
+  function clearResult() {
+    $("#identify-result").hidden = true;
+    $("#identify-matches").replaceChildren();
+    const canvas = $("#identify-canvas");
+    canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  }
   async function drawResult(file, result) {
     const url = URL.createObjectURL(file);
     const image = new Image();
