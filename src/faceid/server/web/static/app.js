@@ -283,8 +283,6 @@ pages.people = () => {
 
 pages.person = () => {
   const id = Number(document.body.dataset.personId);
-  if (new URLSearchParams(location.search).has("enrolled")) flash("Enrolled.", "ok");
-  showKeptWarnings();
   async function load() {
     const person = await api("GET", `people/${id}`);
     document.title = `${person.name} · faceid`;
@@ -308,7 +306,11 @@ pages.person = () => {
     if (!(await confirmDialog("Remove this face?", "Remove"))) return;
     guarded(async () => { await api("DELETE", `faces/${faceId}`); await load(); flash("Face removed.", "ok"); });
   }
-  guarded(load);
+  guarded(async () => {
+    await load();  // (guarded clears the messages first: these come after)
+    if (new URLSearchParams(location.search).has("enrolled")) flash("Enrolled.", "ok");
+    showKeptWarnings();
+  });
   if (!canDo("operator")) return;
   guarded(() => fillPeopleSelect($("#merge-select"), { exclude: id }));
   $("#add-face-form").addEventListener("submit", (e) => {
