@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 
-from faceid.errors import BadInputError
+from faceid.errors import BadInputError, FaceidError
 from faceid.server.api.common import ERRORS, FaceId, Limit, Offset, PersonId, Svc
 from faceid.server.auth import VIEW, WRITE, Principal, require
 from faceid.server.errors import ApiError
@@ -25,6 +26,8 @@ from faceid.server.uploads import read_photo, relabel
 from faceid.server.views import face_out, image_response, image_version, media_type, people_out, person_out
 from faceid.store import PreparedFace
 from faceid.store.photos import choose_face, prepared_from_face
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["people"], responses=ERRORS)
 
@@ -59,7 +62,12 @@ def gallery_warnings(svc: Services, prepared: list[PreparedFace], person_id: int
     already names it as someone else (the same photo enrolled twice, or one person under two names)."""
     warnings: list[str | None] = []
     for face in prepared:
-        result = svc.store.identify_embedding(face.embedding, top_k=1)
+        try:
+            result = svc.store.identify_embedding(face.embedding, top_k=1)
+        except FaceidError as error:  # a warning is worth no refused enrollment
+            log.warning("%s: could not look for the face in the gallery: %s", face.label, error)
+            warnings.append(None)
+            continue
         other = result.person
         if other is None or other.person_id == person_id:
             warnings.append(None)
