@@ -25,22 +25,6 @@ SCALE = 1.1
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def other_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from faceid.models.descriptor import build_descriptor_onnx, read_descriptor_network
-    from faceid.models.dlib_dnn import FullyConnected
-    from faceid.models.registry import dlib_model_path
-
-    network = read_descriptor_network(dlib_model_path("descriptor"))
-    fc = network.layers[-1]
-    assert isinstance(fc, FullyConnected)
-    rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(128, 128)))
-    fc.weight = (fc.weight @ rotation * SCALE).astype(np.float32)
-    path = tmp_path_factory.mktemp("model") / "other.onnx"
-    path.write_bytes(build_descriptor_onnx(network).SerializeToString())
-    return path
-
-
 @pytest.fixture
 def gallery(versions_store, small_people) -> list[Path]:
     """Enrolls two photos of each small-set person; returns probes: a third photo of each, and strangers."""

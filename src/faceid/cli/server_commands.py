@@ -30,8 +30,8 @@ def _add_store_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _accounts(args: argparse.Namespace) -> Any:
-    from faceid.store import Store
     from faceid.store.accounts import Accounts
+    from faceid.store.store import Store
 
     store = Store(args.data_dir, args.db, model_id="accounts-only")  # no model is loaded for account work
     return store, Accounts(store.engine)

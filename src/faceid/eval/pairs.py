@@ -119,7 +119,7 @@ def embed_images(
     were found in this set (the crops are aligned, so that box is where the face is), rather
     than being dropped: every pair is scored.
     """
-    config = f"pairs|{detector_signature(analyzer.detector)}|{analyzer.model_id}"
+    config = f"pairs|{detector_signature(analyzer.detector)}|{analyzer.pipeline_id}"
     cache = EmbeddingCache(config) if use_cache else None
     results: dict[str, ImageResult] = {}
     missing: list[str] = []

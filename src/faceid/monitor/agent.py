@@ -177,9 +177,9 @@ class Agent:
                 sinks.append(OutboxSink(outbox))
                 mode = "connected"
             else:
-                from faceid.store import Store
+                from faceid.store import open_store
 
-                store = stack.enter_context(Store(config.data_dir, config.db, analyzer=analyzer))
+                store = stack.enter_context(open_store(config.data_dir, config.db, analyzer=analyzer))
                 store_recognizer = StoreRecognizer(store)
                 store_recognizer.describe()  # loads the gallery now rather than on the first face
                 sinks.append(StoreSink(store))

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -362,8 +362,14 @@ class Monitor:
         state.pending.append((future, candidate))
 
     def _embed(self, candidate: _Candidate) -> FrameDecision:
+        recognizer = self.recognizer()
+        identify_face = getattr(recognizer, "identify_face", None)
+        if identify_face is not None:  # the recogniser describes faces itself (it follows model versions)
+            decision: FrameDecision = identify_face(candidate.frame.rgb, candidate.detection)
+            return decision
         faces = self.analyzer.faces_from_detections(candidate.frame.rgb, [candidate.detection])
-        return self.recognizer().identify(faces[0].embedding)
+        embedding = np.asarray(faces[0].embedding, np.float32)
+        return replace(recognizer.identify(embedding), embedding=embedding)
 
     def _collect(self, state: _TrackState | None = None, wait: bool = False) -> None:
         """Move finished embeddings into their tracks' samples (all tracks, or one, waiting for it)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -30,7 +30,9 @@ from faceid.store.match import METHOD_COHORT, METHOD_DISTANCE, Calibration, Matc
 from faceid.thresholds import MONITOR_NAME_MIN_QUALITY, MONITOR_VOTE_MAJORITY
 
 if TYPE_CHECKING:
+    from faceid.store.records import Identification
     from faceid.store.store import Store
+    from faceid.vision.types import Detection
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,12 @@ class FrameDecision:
     confidence: float  # chance that a stranger would not score this well against the gallery; 0 when unknown
     nearest_id: int | None = None  # the best candidate even when it is above the threshold
     nearest_name: str | None = None
+    embedding: np.ndarray | None = field(default=None, compare=False, repr=False)  # the frame's descriptor
 
 
 class Recognizer(Protocol):
-    model_id: str
+    @property
+    def model_id(self) -> str: ...
 
     def identify(self, embedding: np.ndarray) -> FrameDecision: ...
 
@@ -58,26 +62,24 @@ class Recognizer(Protocol):
 
 
 class StoreRecognizer:
-    """Standalone: the local store's calibrated decision."""
+    """Standalone: the local store's calibrated decision, always with the store's active model version."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.model_id = store.model_id
+
+    @property
+    def model_id(self) -> str:
+        return self.store.model_id
 
     def identify(self, embedding: np.ndarray) -> FrameDecision:
-        result = self.store.identify_embedding(embedding, top_k=1)
-        best = result.candidates[0] if result.candidates else None
-        person = result.person
-        return FrameDecision(
-            person_id=person.person_id if person else None,
-            name=person.name if person else None,
-            distance=best.distance if best else None,
-            score=best.score if best else None,
-            threshold=result.threshold,
-            confidence=result.confidence,
-            nearest_id=best.person_id if best else None,
-            nearest_name=best.name if best else None,
-        )
+        """The decision on a descriptor of the store's active model."""
+        return _store_decision(self.store.identify_embedding(embedding, top_k=1))
+
+    def identify_face(self, rgb: np.ndarray, detection: Detection) -> FrameDecision:
+        """Describe a detected face with the active version's embedder and decide with the same version's
+        gallery (a fine-tune activated while the monitor runs is followed from the next face on)."""
+        ((face, result),) = self.store.identify_faces(rgb, [detection], top_k=1)
+        return replace(_store_decision(result), embedding=np.asarray(face.embedding, np.float32))
 
     def describe(self) -> dict[str, Any]:
         matcher = self.store.matcher()
@@ -89,6 +91,21 @@ class StoreRecognizer:
             "threshold": round(matcher.threshold(), 6),
             "people": matcher.gallery.people_count(),
         }
+
+
+def _store_decision(result: Identification) -> FrameDecision:
+    best = result.candidates[0] if result.candidates else None
+    person = result.person
+    return FrameDecision(
+        person_id=person.person_id if person else None,
+        name=person.name if person else None,
+        distance=best.distance if best else None,
+        score=best.score if best else None,
+        threshold=result.threshold,
+        confidence=result.confidence,
+        nearest_id=best.person_id if best else None,
+        nearest_name=best.name if best else None,
+    )
 
 
 class MemoryGallery:

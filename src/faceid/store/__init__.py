@@ -16,7 +16,12 @@ from faceid.store.records import (
     ImportReport,
     PersonRecord,
 )
-from faceid.store.store import Store, open_store
+from faceid.store.store import open_store
+from faceid.store.versions import VersionedStore
+
+# The public store always follows the active descriptor version (a fine-tune, once activated, or a rollback):
+# enrollment, identification and the gallery use one version's embedder, faces and calibration together.
+Store = VersionedStore
 
 __all__ = [
     "Calibration",
@@ -28,5 +33,6 @@ __all__ = [
     "PersonRecord",
     "PreparedFace",
     "Store",
+    "VersionedStore",
     "open_store",
 ]

@@ -85,7 +85,8 @@ def _set_key(analyzer: object, root: Path, paths: Sequence[str]) -> str:
         detector = detector_signature(analyzer.detector)  # type: ignore[attr-defined]
     except (ImportError, AttributeError):
         detector = str(getattr(analyzer, "detector_name", "?"))
-    digest = hashlib.sha256(f"{getattr(analyzer, 'model_id', '?')}|{detector}|{root.resolve()}".encode())
+    pipeline = getattr(analyzer, "pipeline_id", None) or getattr(analyzer, "model_id", "?")
+    digest = hashlib.sha256(f"{pipeline}|{detector}|{root.resolve()}".encode())
     for path in paths:
         stat = (root / path).stat()
         digest.update(f"|{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())

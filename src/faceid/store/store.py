@@ -35,6 +35,8 @@ from faceid.vision.image import ImageSource
 
 if TYPE_CHECKING:
     from faceid.vision.analyzer import Analyzer
+    from faceid.vision.types import Detection
+    from faceid.vision.types import Face as DetectedFace
 
 log = logging.getLogger(__name__)
 
@@ -618,12 +620,22 @@ class Store:
         from faceid.vision.image import load_image
 
         rgb = load_image(image)
-        faces = self.analyzer.analyze(rgb, max_faces=max_faces)
-        results = []
-        for face in faces:
-            result = self.identify_embedding(face.embedding, top_k=top_k)
-            results.append(_with_box(result, [round(float(v), 2) for v in np.asarray(face.box).reshape(-1)]))
-        return results
+        detections = self.analyzer.detect(rgb)
+        if max_faces is not None:
+            detections = detections[:max_faces]
+        return [result for _, result in self.identify_faces(rgb, detections, top_k)]
+
+    def identify_faces(
+        self, rgb: np.ndarray, detections: Sequence[Detection], top_k: int = 5
+    ) -> list[tuple[DetectedFace, Identification]]:
+        """Describe faces already found in ``rgb`` and identify each: the face (with its descriptor) and the
+        answer, whose box is the detection's."""
+        faces = self.analyzer.faces_from_detections(rgb, list(detections))
+        return [(face, self._identify_face(face, top_k, self.model_id)) for face in faces]
+
+    def _identify_face(self, face: DetectedFace, top_k: int, model_id: str) -> Identification:
+        result = self.identify_embedding(face.embedding, top_k=top_k, model_id=model_id)
+        return _with_box(result, [round(float(v), 2) for v in np.asarray(face.box).reshape(-1)])
 
     def identify_embedding(self, embedding: np.ndarray, top_k: int = 5, model_id: str | None = None) -> Identification:
         matcher = self.matcher(model_id)
@@ -729,5 +741,13 @@ def open_store(
     index: str = "auto",
     model_id: str | None = None,
 ) -> Store:
-    """Open (creating or migrating if needed) the store in ``data_dir`` / at ``db``."""
-    return Store(data_dir, db, analyzer=analyzer, index=index, model_id=model_id)
+    """Open (creating or migrating if needed) the store in ``data_dir`` / at ``db``.
+
+    The store follows the active descriptor version; with ``model_id`` it works on embeddings of that model
+    alone and loads no model (benchmarks, account work).
+    """
+    if model_id is not None:
+        return Store(data_dir, db, analyzer=analyzer, index=index, model_id=model_id)
+    from faceid.store.versions import VersionedStore
+
+    return VersionedStore(data_dir, db, analyzer=analyzer, index=index)

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from faceid.store.records import FaceRecord, PersonRecord
     from faceid.vision.analyzer import Analyzer
     from faceid.vision.embed import DescriptorEmbedder
+    from faceid.vision.types import Detection
+    from faceid.vision.types import Face as DetectedFace
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +215,6 @@ class VersionedStore(Store):
             db = db.render_as_string(hide_password=False)
         super().__init__(data_dir, db, analyzer=analyzer, index=index)
         self._base_analyzer = analyzer
-        # Faces described with mirror averaging carry "+mirror" after the version id, as elsewhere in faceid.
         self._mirror = bool(analyzer is not None and analyzer.mirror)
         self._threads = threads
         self._embedders: dict[str, DescriptorEmbedder] = {}
@@ -256,8 +257,9 @@ class VersionedStore(Store):
         return state
 
     def face_model_id(self, version_id: str) -> str:
-        """The model id that faces, galleries and calibrations of a version carry in this store's set-up."""
-        return version_id + ("+mirror" if self._mirror else "")
+        """The model id that faces, galleries and calibrations of a version carry: the version's own, whatever
+        the pipeline (mirror averaging, detector), since every pipeline's descriptors share the version's space."""
+        return version_id
 
     def active_model_id(self) -> str:
         """The active version's id: one primary-key read, cheap enough to make before every search."""
@@ -470,27 +472,17 @@ class VersionedStore(Store):
 
         return prepare_face(self.analyzer, image, pick)
 
-    def identify(self, image: ImageSource, top_k: int = 5, max_faces: int | None = None) -> list[Identification]:
-        """Identify every face of a photo with one whole version: embedder, gallery and threshold alike."""
-        from faceid.store.match import with_box
-        from faceid.vision.image import load_image
-
-        rgb = load_image(image)
-        detector_analyzer = self.analyzer_for(self.active_version())
-        detections = detector_analyzer.detect(rgb)
-        if max_faces is not None:
-            detections = detections[:max_faces]
-        results: list[Identification] = []
+    def identify_faces(
+        self, rgb: np.ndarray, detections: Sequence[Detection], top_k: int = 5
+    ) -> list[tuple[DetectedFace, Identification]]:
+        """Describe and identify with one whole version: embedder, gallery and threshold alike (asked again
+        if a switch happened in between)."""
+        results: list[tuple[DetectedFace, Identification]] = []
         for _ in range(IDENTIFY_ATTEMPTS):
             version = self.active_version()
-            faces = self.analyzer_for(version).faces_from_detections(rgb, detections)
-            results = [
-                with_box(
-                    self.identify_embedding(face.embedding, top_k=top_k, model_id=self.face_model_id(version.model_id)),
-                    [round(float(v), 2) for v in np.asarray(face.box).reshape(-1)],
-                )
-                for face in faces
-            ]
+            model_id = self.face_model_id(version.model_id)
+            faces = self.analyzer_for(version).faces_from_detections(rgb, list(detections))
+            results = [(face, self._identify_face(face, top_k, model_id)) for face in faces]
             if self.active_model_id() == version.model_id:
                 return results
             log.debug("the active version changed during a search; answering again with the new one")
@@ -752,7 +744,7 @@ def version_embedder(
     class VersionEmbedder(DescriptorEmbedder):
         @property
         def model_id(self) -> str:
-            return model_id + ("+mirror" if self.mirror else "")
+            return model_id
 
     return VersionEmbedder(device=device, threads=threads, mirror=mirror, onnx_path=onnx_path)
 

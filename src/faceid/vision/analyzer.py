@@ -74,6 +74,14 @@ class Analyzer:
         """Names the descriptor model; embeddings with different ids must not be compared."""
         return str(getattr(self.embedder, "model_id", "custom"))
 
+    @property
+    def pipeline_id(self) -> str:
+        """Names what this analyzer computes, for caches of its descriptors: the model and the embedding
+        options that change the numbers (mirror averaging). Descriptors of one model_id are comparable
+        whatever the pipeline; those of one pipeline_id are identical."""
+        mirror = bool(getattr(self.embedder, "mirror", self.mirror))
+        return self.model_id + ("+mirror" if mirror else "")
+
     def detect(self, image: ImageSource) -> list[Detection]:
         rgb = load_image(image)
         found = [d for d in self.detector.detect(rgb) if min(d.width, d.height) >= self.min_face_size]

@@ -48,7 +48,8 @@ class DescriptorEmbedder:
 
     @property
     def model_id(self) -> str:
-        return DESCRIPTOR_MODEL_ID + ("+mirror" if self.mirror else "")
+        # Mirror averaging stays in the network's space: descriptors made with and without it are compared.
+        return DESCRIPTOR_MODEL_ID
 
     @cached_property
     def session(self) -> OnnxSession:

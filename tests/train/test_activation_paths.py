@@ -1,0 +1,109 @@
+"""A version activated from the command line is followed by every path that identifies: a running server (and
+one started afterwards) and a standalone monitor, each answering with the new version's model id; a rollback
+brings the built-in model back everywhere.
+
+Before, the server and the standalone monitor opened a plain store that kept the built-in model id while the
+faces had moved to the new version: nobody was recognised, with no candidates at all.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from faceid.store.versions import VersionedStore
+
+pytestmark = pytest.mark.slow
+
+
+def _identify(client: Any, photo: Path) -> dict[str, Any]:
+    response = client.post("/api/v1/identify", files={"photo": (photo.name, photo.read_bytes(), "image/jpeg")})
+    assert response.status_code == 200, response.text
+    faces = response.json()["faces"]
+    assert len(faces) == 1
+    return dict(faces[0])
+
+
+def _still_video(photo: Path, path: Path, seconds: float = 2.0, fps: int = 15) -> Path:
+    """A short video of one still photo: a camera looking at that face."""
+    import av
+
+    from faceid.vision.image import load_image
+
+    rgb = load_image(str(photo))
+    height, width = (rgb.shape[0] // 2) * 2, (rgb.shape[1] // 2) * 2
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        for _ in range(int(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:height, :width]), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _monitor(video: Path, data_dir: Path) -> list[Any]:
+    from faceid.monitor import Agent, AgentConfig
+
+    events: list[Any] = []
+    Agent(AgentConfig(source=str(video), camera="door", data_dir=data_dir), on_event=events.append).run()
+    return events
+
+
+def test_server_and_monitor_follow_activation_and_rollback(
+    tmp_path: Path, media_dir: Path, other_model: Path, analyzer: Any
+) -> None:
+    from fastapi.testclient import TestClient
+    from tests.server.conftest import ADMIN_PASSWORD, login
+
+    from faceid.server.app import create_app
+    from faceid.server.config import ServerConfig
+
+    data_dir = tmp_path / "data"
+    with VersionedStore(data_dir) as cli_store:  # what `faceid people enroll` opens
+        builtin = cli_store.active_model_id()
+        for name, photo in (("Barack Obama", "obama.jpg"), ("Joe Biden", "biden.jpg")):
+            cli_store.enroll(name, [str(media_dir / photo)])
+    probe = media_dir / "obama2.jpg"
+    video = _still_video(probe, tmp_path / "door.mp4")
+
+    def server_answer() -> dict[str, Any]:
+        app = create_app(ServerConfig(data_dir=data_dir, admin_password=ADMIN_PASSWORD, warm_up=False))
+        with TestClient(app) as client:
+            client.headers["X-CSRF-Token"] = login(client, "admin", ADMIN_PASSWORD)
+            return _identify(client, probe)
+
+    app = create_app(ServerConfig(data_dir=data_dir, admin_password=ADMIN_PASSWORD, warm_up=False))
+    with TestClient(app) as running:
+        running.headers["X-CSRF-Token"] = login(running, "admin", ADMIN_PASSWORD)
+        before = _identify(running, probe)
+        assert before["person"]["name"] == "Barack Obama" and before["model_id"] == builtin
+
+        with VersionedStore(data_dir) as cli_store:  # `faceid versions activate` in another process
+            version = cli_store.register_version(other_model, parent=builtin)
+            cli_store.activate(version.model_id)
+
+        after = _identify(running, probe)  # the server that was already running
+        assert after["model_id"] == version.model_id
+        assert after["person"]["name"] == "Barack Obama"
+        assert after["candidates"], "the new version's gallery must not be empty"
+    restarted = server_answer()
+    assert restarted["model_id"] == version.model_id and restarted["person"]["name"] == "Barack Obama"
+
+    events = _monitor(video, data_dir)
+    assert events and all(e.model_id == version.model_id for e in events)
+    assert {e.name for e in events} == {"Barack Obama"}
+
+    with VersionedStore(data_dir) as cli_store:
+        cli_store.rollback()
+    rolled_back = server_answer()
+    assert rolled_back["model_id"] == builtin and rolled_back["person"]["name"] == "Barack Obama"
+    events = _monitor(video, data_dir)
+    assert events and {e.model_id for e in events} == {builtin} and {e.name for e in events} == {"Barack Obama"}
