@@ -3,12 +3,14 @@ after a delete, on both backends, and on a store made before the ids were protec
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from alembic import command
 from sqlalchemy import text
 
-from faceid.store import Store
+from faceid.store import Store, open_store
 from faceid.store.accounts import Accounts
 from faceid.store.config import resolve_database_url
 from faceid.store.database import _alembic_config, create_store_engine, migration_connection
@@ -30,11 +32,18 @@ def _delete_newest_and_add_again(store: Store) -> None:
     assert again.id != event.id
 
 
-def test_ids_are_never_reused_after_a_delete(store: Store) -> None:
-    _delete_newest_and_add_again(store)
+@pytest.fixture
+def id_store(data_dir: Path, db_url: str | None) -> Iterator[Store]:
+    with open_store(data_dir, db_url, index="exact", model_id=TEST_MODEL) as opened:
+        yield opened
 
 
-def test_user_and_key_ids_are_never_reused(store: Store) -> None:
+def test_ids_are_never_reused_after_a_delete(id_store: Store) -> None:
+    _delete_newest_and_add_again(id_store)
+
+
+def test_user_and_key_ids_are_never_reused(id_store: Store) -> None:
+    store = id_store
     accounts = Accounts(store.engine)
     accounts.create_user("keeper", "password-1234", "viewer")
     gone = accounts.create_user("gone", "password-1234", "viewer")
@@ -44,20 +53,20 @@ def test_user_and_key_ids_are_never_reused(store: Store) -> None:
 
 def test_a_store_made_before_the_fix_is_migrated_with_its_data(data_dir: Path, db_url: str | None) -> None:
     """The migration rebuilds SQLite's tables without losing a row or a link between them."""
-    with Store(data_dir, db_url, index="exact", model_id=TEST_MODEL) as store:
+    with open_store(data_dir, db_url, index="exact", model_id=TEST_MODEL) as store:
         kept = store.enroll_embeddings("Kept", random_embeddings(3, seed=4))
         store.record_event(person_id=kept.id, source="cam", snapshot=PNG_1PX)
         store.record_event(person_id=None, source="cam")
         face_ids = [f.id for f in store.faces(kept.id)]
     engine = create_store_engine(resolve_database_url(db_url, data_dir))
     with migration_connection(engine) as connection:  # back to the tables as they were before
-        command.downgrade(_alembic_config(connection), "0003")
+        command.downgrade(_alembic_config(connection), "0004")
     with engine.connect() as connection:
         if connection.dialect.name == "sqlite":
             tables = connection.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'people'").scalar()
             assert "AUTOINCREMENT" not in tables
     engine.dispose()
-    with Store(data_dir, db_url, index="exact", model_id=TEST_MODEL) as store:
+    with open_store(data_dir, db_url, index="exact", model_id=TEST_MODEL) as store:
         assert [f.id for f in store.faces(kept.id)] == face_ids
         assert len(store.list_events(limit=10)) == 2
         assert [e.person_id for e in store.list_events(person=kept.id)] == [kept.id]

@@ -144,7 +144,8 @@ def migrate(engine: Engine) -> None:
 def migration_connection(engine: Engine) -> Iterator[Connection]:
     """A connection in a write transaction for Alembic: on PostgreSQL holding the migration lock; on SQLite
     with foreign keys off, so that a migration may rebuild a table (drop and rename) without the drop
-    cascading to the rows that point at it. The links are checked before the transaction commits."""
+    cascading to the rows that point at it (so a migration that deletes rows deletes what points at them itself).
+    The links are checked before the transaction commits."""
     with engine.connect().execution_options(**{WRITE_OPTION: True}) as connection:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:  # only outside a transaction does this pragma take effect

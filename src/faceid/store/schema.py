@@ -24,7 +24,7 @@ from faceid.store.types import Embedding, UTCDateTime, utcnow
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 Id = BigInteger().with_variant(Integer(), "sqlite")
-# Ids are never reused (migration 0004): SQLite's AUTOINCREMENT; PostgreSQL's sequences never go back anyway.
+# Ids are never reused (migration 0005): SQLite's AUTOINCREMENT; PostgreSQL's sequences never go back anyway.
 NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 
 NAME_MAX = 200

@@ -8,17 +8,17 @@ SQLite cannot add AUTOINCREMENT to a table; each table is rebuilt (Alembic's bat
 store runs migrations with foreign keys off (faceid.store.database.migrate), so dropping the old ``people``
 table does not cascade to the faces and events that point at it.
 
-Revision ID: 0004
-Revises: 0003
-Create Date: 2025-01-04
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-04
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
