@@ -77,7 +77,14 @@ def test_the_events_list_shows_the_face_of_each_event(page: Any, server: ServerP
     page.goto("/events")
     item = page.wait_for_selector(f'[data-event-id="{posted.json()["id"]}"] img')
     assert "/face?v=" in item.get_attribute("src")
-    assert page.evaluate("(img) => img.naturalWidth", item) == 160  # the face, not the 1126 px frame
+    item.scroll_into_view_if_needed()  # (the list's images load lazily)
+    width = 0
+    for _ in range(100):  # polled from here: the page's CSP forbids wait_for_function's evaluated strings
+        width = page.evaluate("(img) => img.complete ? img.naturalWidth : 0", item)
+        if width:
+            break
+        page.wait_for_timeout(100)
+    assert width == 160  # the face, not the 1126 px frame
 
 
 def test_a_viewer_on_an_admin_page_meets_no_script_error(page: Any, server: ServerProcess) -> None:  # noqa: F811
