@@ -1,8 +1,8 @@
 """faceid: self-hosted face identity.
 
-    >>> import faceid
-    >>> faces = faceid.analyze("photo.jpg")
-    >>> faceid.distance(faces[0].embedding, other.embedding) < 0.6   # same person?
+>>> import faceid
+>>> faces = faceid.analyze("photo.jpg")
+>>> faceid.distance(faces[0].embedding, other.embedding) < 0.6   # same person?
 """
 
 from __future__ import annotations

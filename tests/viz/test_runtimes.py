@@ -137,3 +137,21 @@ def test_the_table() -> None:
     # Only an offered row may be handed out, even when a faster one is not offered.
     chosen = offered_int8(report)
     assert chosen is not None and chosen.key == "ort-int8-qdq"
+
+
+def test_the_table_names_the_folds_of_the_pairs_file(faces_dev_dir: Path, tmp_path: Path, capsys) -> None:
+    """A pairs file of 2 folds is measured and reported as a 2-fold protocol, not as LFW's usual 6."""
+    lines = (faces_dev_dir / "pairs.txt").read_text().splitlines()
+    per_fold = int(lines[0].split()[1])
+    two_folds = [line for fold in range(2) for line in lines[1 + 2 * per_fold * fold :][: 2 * per_fold]]
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_text("\n".join(["2\t" + str(per_fold), *two_folds]) + "\n")
+    args = ["bench", "runtimes", "--root", str(faces_dev_dir), "--pairs", str(pairs_file), "--backends", "ort-cpu"]
+    args += ["--pairs-limit", "8", "--chips", "2", "--images", "1", "--repeats", "1", "--calibration-chips", "2"]
+    args += ["--detectors", "", "--threads", "1", "--quiet"]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "2-fold protocol" in table and "6-fold" not in table, table
+    report = _report()
+    report.folds = 10
+    assert "10-fold protocol" in format_report(report)

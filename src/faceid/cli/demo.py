@@ -80,8 +80,10 @@ def run_demo(images: list[str], analyzer: Analyzer) -> int:
             embeddings.append(face.embedding)
     total = time.perf_counter() - started
     groups = _groups(np.array(embeddings), DLIB_DISTANCE_THRESHOLD) if embeddings else []
-    print(f"\nGrouped {len(embeddings)} face(s) into {len(groups)} person(s) (same person when distance < "
-          f"{DLIB_DISTANCE_THRESHOLD}):")
+    print(
+        f"\nGrouped {len(embeddings)} face(s) into {len(groups)} person(s) (same person when distance < "
+        f"{DLIB_DISTANCE_THRESHOLD}):"
+    )
     for number, group in enumerate(groups, 1):
         print(f"  person {number}: {', '.join(labels[i] for i in group)}")
     print(

@@ -46,6 +46,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise CommandError("--port must be between 0 and 65535")
     if args.max_upload_mb <= 0:
         raise CommandError("--max-upload-mb must be positive")
+    trusted_proxies = ",".join(p.strip() for p in args.forwarded_allow_ips.split(",") if p.strip())
     config = ServerConfig(
         data_dir=args.data_dir,
         db=args.db,
@@ -77,8 +78,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host=host,
         port=args.port,
         log_level="info" if args.verbose else "warning",
-        proxy_headers=True,
-        forwarded_allow_ips=args.forwarded_allow_ips,
+        # X-Forwarded-For/-Proto say who the client is; only a proxy named here may say it (docs/server.md).
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=trusted_proxies or None,
         timeout_graceful_shutdown=3,
     )
     return 0
@@ -208,8 +210,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--secure-cookies", action="store_true", help="always mark cookies Secure (https only)")
     serve.add_argument(
         "--forwarded-allow-ips",
-        default="127.0.0.1",
-        help="proxies trusted for X-Forwarded-Proto/For (comma-separated; default 127.0.0.1)",
+        default="",
+        metavar="ADDRESSES",
+        help="reverse proxies trusted to set X-Forwarded-For/-Proto: comma-separated addresses or networks, "
+        "e.g. 127.0.0.1 (default: none, the headers are ignored)",
     )
     serve.add_argument("--no-warm-up", action="store_true", help="load models on the first request instead")
     serve.set_defaults(handler=_cmd_serve)

@@ -29,7 +29,8 @@ def _add_store_options(parser: argparse.ArgumentParser, photos: bool = False) ->
         "--db", default=None, help="database URL, e.g. postgresql://user@host/db (default: $FACEID_DB or SQLite)"
     )
     group.add_argument(
-        "--index", choices=["auto", "exact", "approx", "pgvector"],
+        "--index",
+        choices=["auto", "exact", "approx", "pgvector"],
         default="auto",
         help="search index (auto: by gallery size; approx: FAISS IVF in memory; pgvector: HNSW in PostgreSQL)",
     )

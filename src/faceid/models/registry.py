@@ -92,9 +92,7 @@ def verify_file(path: Path, expected: ModelFile) -> None:
         raise ModelFileError(f"model file {path} is missing")
     size = path.stat().st_size
     if size != expected.size:
-        raise ModelFileError(
-            f"model file {path} has {size} bytes, expected {expected.size} (truncated or wrong file?)"
-        )
+        raise ModelFileError(f"model file {path} has {size} bytes, expected {expected.size} (truncated or wrong file?)")
     actual = sha256_of(path)
     if actual != expected.sha256:
         raise ModelFileError(f"model file {path} has sha256 {actual}, expected {expected.sha256}")

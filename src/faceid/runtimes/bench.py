@@ -2,7 +2,7 @@
 
 Per backend: seconds per image for the descriptor (one chip per call) and for each detector (one image per
 call), descriptor throughput at batch 32, how far its descriptors are from ONNX Runtime CPU fp32's (the
-anchor), and its verification accuracy on an LFW-style pairs file (6-fold protocol, the same chips for every
+anchor), and its verification accuracy on an LFW-style pairs file (k-fold protocol, the same chips for every
 backend). Timings are interleaved: each repeat runs every backend once before the next repeat starts, so a
 burst of load from other processes lands on all of them rather than on one row; the ratio to the anchor is
 therefore fairer than the absolute seconds on a shared machine.
@@ -82,6 +82,7 @@ class RuntimeReport:
     load_after: float | None
     results: list[BackendResult]
     detectors: list[str] = field(default_factory=list)
+    folds: int = 0  # folds of the pairs measured (the pairs file's, when every fold keeps pairs)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -385,6 +386,7 @@ def run_runtime_benchmark(
         load_after=_load_average(),
         results=[e.result for e in live],
         detectors=list(detectors),
+        folds=len({p.fold for p in pairs}),
     )
 
 
@@ -443,7 +445,8 @@ def format_report(report: RuntimeReport) -> str:
         f"Descriptor: {report.chips} faces-dev chips, {report.repeats} repeats interleaved across backends; "
         f"detectors: {report.detector_images} images ({report.image_size}). "
         + (
-            f"Differences and accuracy: {report.pairs} pairs ({report.pairs_images} images), 6-fold protocol."
+            f"Differences and accuracy: {report.pairs} pairs ({report.pairs_images} images), "
+            f"{report.folds}-fold protocol."
             if report.pairs
             else "Differences on the timing chips; accuracy not measured."
         ),

@@ -115,6 +115,13 @@ def check_access(request: Request, principal: Principal | None, access: Access) 
     return principal
 
 
+def allowed(principal: Principal, access: Access) -> bool:
+    """Whether ``principal`` (already let in) would pass ``access`` too."""
+    if principal.user is not None:
+        return role_at_least(principal.user.role, access.role)
+    return principal.key is not None and access.scope is not None and access.scope in principal.key.scopes
+
+
 def require(access: Access):  # type: ignore[no-untyped-def]
     """A dependency giving the Principal, or refusing with 401/403 before the handler runs."""
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import HTTPException, RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from faceid.errors import (
@@ -85,6 +85,14 @@ def _validation_message(error: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def wants_page(request: Request) -> bool:
+    """A browser asking for a page of the web app (not the API, not a file of /static)."""
+    path = request.url.path
+    if path.startswith(("/api/", "/static/")) or request.method not in ("GET", "HEAD"):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(FaceidError)
     async def _faceid_error(_request: Request, error: FaceidError) -> JSONResponse:
@@ -97,7 +105,11 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body(str(error), code), status_code=status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 404 and wants_page(request):
+            from faceid.server.web import not_found_page
+
+            return not_found_page(request, f"There is no page at {request.url.path}.")
         code = getattr(error, "code", None) or HTTP_CODES.get(error.status_code, "error")
         return JSONResponse(
             error_body(error.detail, code), status_code=error.status_code, headers=getattr(error, "headers", None)

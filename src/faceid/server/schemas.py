@@ -38,6 +38,9 @@ class FaceOut(BaseModel):
     created_at: datetime
     image_url: str | None
     thumbnail_url: str | None
+    warning: str | None = Field(
+        default=None, description="only when this face was just added: the gallery already names it as someone else"
+    )
 
 
 class PersonDetailOut(PersonOut):
@@ -144,6 +147,7 @@ class EventOut(BaseModel):
     box: list[float] | None
     metadata: dict[str, Any]
     snapshot_url: str | None
+    face_url: str | None = None
 
 
 class EventsPage(BaseModel):

@@ -26,6 +26,8 @@ class Photo:
 def relabel(error: BadInputError, name: str) -> BadInputError:
     """The same error, naming the uploaded file instead of '<1234 bytes>'."""
     text = str(error)
+    if text.startswith(f"{name}: "):
+        return error
     if text.startswith("<") and ": " in text:
         text = text.split(": ", 1)[1]
     return type(error)(f"{name}: {text}")

@@ -9,6 +9,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from fastapi import Request, Response
 from PIL import Image, ImageOps
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -34,17 +35,40 @@ def media_type(image_type: str | None) -> str:
     return MEDIA_TYPES.get(image_type or "", "application/octet-stream")
 
 
-def first_faces(store: Store, person_ids: Sequence[int]) -> dict[int, int]:
-    """Each person's earliest face that has a stored image (their thumbnail)."""
+def first_faces(store: Store, person_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
+    """Each person's earliest face that has a stored image (their thumbnail): its id and image hash."""
     if not person_ids:
         return {}
     with Session(store.engine) as session:
-        rows = session.execute(
-            select(Face.person_id, func.min(Face.id))
+        first = (
+            select(Face.person_id, func.min(Face.id).label("face_id"))
             .where(Face.person_id.in_(list(person_ids)), Face.image_sha256.is_not(None))
             .group_by(Face.person_id)
+            .subquery()
         )
-        return {int(p): int(f) for p, f in rows}
+        rows = session.execute(
+            select(first.c.person_id, Face.id, Face.image_sha256).join(Face, Face.id == first.c.face_id)
+        )
+        return {int(p): (int(f), str(sha)) for p, f, sha in rows}
+
+
+def image_version(sha256: str) -> str:
+    """What an image URL carries (``?v=``) so that it changes whenever the image does: browsers keep them."""
+    return sha256[:16]
+
+
+def image_response(request: Request, data: bytes, kind: str, version: str) -> Response:
+    """An image with an ETag: kept for a year under a URL that names its version (``?v=``), revalidated
+    (``If-None-Match``, answered 304) under any other."""
+    etag = f'"{version}"'
+    current = request.query_params.get("v") == version
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "private, max-age=31536000, immutable" if current else "private, no-cache",
+    }
+    if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type=kind, headers=headers)
 
 
 def person_names(store: Store, person_ids: Iterable[int | None]) -> dict[int, str]:
@@ -73,9 +97,12 @@ def count_unknown_since(store: Store, since: Any) -> int:
         )
 
 
-def person_out(person: PersonRecord, thumbnail_face: int | None = None) -> dict[str, Any]:
+def person_out(person: PersonRecord, thumbnail_face: tuple[int, str] | None = None) -> dict[str, Any]:
     out = person.to_dict()
-    out["thumbnail_url"] = f"{API}/faces/{thumbnail_face}/thumbnail" if thumbnail_face else None
+    out["thumbnail_url"] = None
+    if thumbnail_face is not None:
+        face_id, sha256 = thumbnail_face
+        out["thumbnail_url"] = f"{API}/faces/{face_id}/thumbnail?v={image_version(sha256)}"
     return out
 
 
@@ -86,10 +113,18 @@ def people_out(store: Store, people: Sequence[PersonRecord]) -> list[dict[str, A
 
 def face_out(face: FaceRecord) -> dict[str, Any]:
     out = face.to_dict()
-    has_image = face.image_sha256 is not None
-    out["image_url"] = f"{API}/faces/{face.id}/image" if has_image else None
-    out["thumbnail_url"] = f"{API}/faces/{face.id}/thumbnail" if has_image else None
+    sha = face.image_sha256
+    out["image_url"] = f"{API}/faces/{face.id}/image?v={image_version(sha)}" if sha else None
+    out["thumbnail_url"] = f"{API}/faces/{face.id}/thumbnail?v={image_version(sha)}" if sha else None
     return out
+
+
+# Kept in the store, left out of every event the API sends: the face crop a monitor sends along (base64, a few
+# kB each; the face is served at face_url instead).
+EVENT_METADATA_NOT_SENT = ("crop_jpeg",)
+# Left out for those who may not change anything (viewers, read-only keys): where the device read its video
+# from (a local file path, a stream URL).
+EVENT_METADATA_PRIVATE = ("source",)
 
 
 def event_out(event: EventRecord, name: str | None = None) -> dict[str, Any]:
@@ -97,8 +132,19 @@ def event_out(event: EventRecord, name: str | None = None) -> dict[str, Any]:
     # An unknown track's descriptor stays in the store (its camera's calibration reads it): never sent out.
     out["metadata"] = {k: v for k, v in (out.get("metadata") or {}).items() if k != "template"}
     out["person_name"] = name
-    out["snapshot_url"] = f"{API}/events/{event.id}/snapshot" if event.snapshot_sha256 else None
+    out["metadata"] = {k: v for k, v in out["metadata"].items() if k not in EVENT_METADATA_NOT_SENT}
+    sha = event.snapshot_sha256
+    out["snapshot_url"] = f"{API}/events/{event.id}/snapshot?v={image_version(sha)}" if sha else None
+    has_face = sha is not None and event.box is not None and len(event.box) == 4
+    out["face_url"] = f"{API}/events/{event.id}/face?v={image_version(sha or '')}" if has_face else None
     return out
+
+
+def event_for(out: dict[str, Any], full: bool) -> dict[str, Any]:
+    """An event as ``event_out`` made it, for a caller who may see everything (``full``) or not."""
+    if full:
+        return out
+    return {**out, "metadata": {k: v for k, v in out["metadata"].items() if k not in EVENT_METADATA_PRIVATE}}
 
 
 def events_out(store: Store, events: Sequence[EventRecord]) -> list[dict[str, Any]]:
@@ -117,13 +163,16 @@ class Thumbnails:
     def get(self, store: Store, face: FaceRecord) -> bytes:
         if face.image_sha256 is None or face.image_type is None:
             raise NotFoundError(f"face {face.id} has no stored image")
-        key = (face.image_sha256, tuple(face.box or ()))
+        return self.crop(store, face.image_sha256, face.image_type, face.box)
+
+    def crop(self, store: Store, sha256: str, image_type: str, box: Sequence[float] | None) -> bytes:
+        key = (sha256, tuple(box or ()))
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        data = store.files.read(face.image_sha256, face.image_type)
-        thumbnail = crop_thumbnail(data, face.box)
+        data = store.files.read(sha256, image_type)
+        thumbnail = crop_thumbnail(data, box)
         with self._lock:
             self._cache[key] = thumbnail
             while len(self._cache) > THUMBNAIL_CACHE:

@@ -7,9 +7,11 @@ to write queue up instead of failing halfway. PostgreSQL: psycopg 3 and the pgve
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,10 +133,32 @@ def migrate(engine: Engine) -> None:
             "upgrade faceid"
         )
     log.info("migrating the store schema from %s to %s", current or "empty", head)
-    with engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    with migration_connection(engine) as connection:
         try:
             command.upgrade(_alembic_config(connection), "head")
         except OperationalError as error:
             raise StoreError(f"cannot create the store's tables: {error.orig}") from None
+
+
+@contextlib.contextmanager
+def migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection in a write transaction for Alembic: on PostgreSQL holding the migration lock; on SQLite
+    with foreign keys off, so that a migration may rebuild a table (drop and rename) without the drop
+    cascading to the rows that point at it (so a migration that deletes rows deletes what points at them itself).
+    The links are checked before the transaction commits."""
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:  # only outside a transaction does this pragma take effect
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            with connection.begin():
+                if not sqlite:
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                yield connection
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise StoreError(f"a migration left {len(broken)} row(s) pointing at nothing: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]

@@ -78,14 +78,15 @@ def source_bytes(source: ImageSource) -> tuple[bytes, str]:
     return data, IMAGE_TYPES.get(image_format, image_format.lower()[:8] or "bin")
 
 
-def choose_face(faces: list[Face], pick: Pick, label: str) -> Face:
-    """The face to keep: refuse none; refuse several unless asked for the largest (faces come largest first)."""
+def choose_face(
+    faces: list[Face], pick: Pick, label: str, several: str = "pick the largest one (--largest) or crop the photo"
+) -> Face:
+    """The face to keep: refuse none; refuse several unless asked for the largest (faces come largest first).
+    ``several`` tells the caller what to do about several faces, in the words of where they called from."""
     if not faces:
         raise NoFaceError(f"{label}: no face found")
     if len(faces) > 1 and pick != "largest":
-        raise MultipleFacesError(
-            f"{label}: {len(faces)} faces found; pick the largest one (--largest) or crop the photo"
-        )
+        raise MultipleFacesError(f"{label}: {len(faces)} faces found; {several}")
     return faces[0]
 
 

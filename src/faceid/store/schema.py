@@ -24,6 +24,8 @@ from faceid.store.types import Embedding, UTCDateTime, utcnow
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+# Ids are never reused (migration 0005): SQLite's AUTOINCREMENT; PostgreSQL's sequences never go back anyway.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 
 NAME_MAX = 200
 KEY_MAX = 200
@@ -41,6 +43,7 @@ class Base(DeclarativeBase):
 
 class Person(Base):
     __tablename__ = "people"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(NAME_MAX))
@@ -56,7 +59,7 @@ class Person(Base):
 
 class Face(Base):
     __tablename__ = "faces"
-    __table_args__ = (Index("ix_faces_model_id_id", "model_id", "id"),)
+    __table_args__ = (Index("ix_faces_model_id_id", "model_id", "id"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
@@ -75,6 +78,7 @@ class Face(Base):
 
 class Event(Base):
     __tablename__ = "events"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     time: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -14,19 +14,31 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from faceid.errors import BadInputError, NoFaceError, NotFoundError
+from faceid.errors import BadInputError, MultipleFacesError, NoFaceError, NotFoundError
 from faceid.server.api.common import ERRORS, MAX_ID, EventId, Limit, Offset, Svc
-from faceid.server.api.people import _detail
-from faceid.server.auth import INGEST, VIEW, WRITE, Principal, require
+from faceid.server.api.people import _detail, gallery_warnings, with_warnings
+from faceid.server.auth import INGEST, VIEW, WRITE, Principal, allowed, require
 from faceid.server.errors import ApiError
 from faceid.server.schemas import EnrollFromEvent, EventOut, EventsPage, PersonDetailOut
+from faceid.server.services import Services
 from faceid.server.uploads import read_photo, relabel
-from faceid.server.views import event_out, events_out, get_event, media_type, person_names
+from faceid.server.views import (
+    event_for,
+    event_out,
+    events_out,
+    get_event,
+    image_response,
+    image_version,
+    media_type,
+    person_names,
+)
 from faceid.store import EventRecord
 from faceid.store.database import WRITE_OPTION
 from faceid.store.photos import prepared_from_face
 from faceid.store.schema import Event
+from faceid.thresholds import EVENT_FACE_MIN_IOU
 from faceid.vision.image import load_image
+from faceid.vision.types import Detection, Face
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +54,7 @@ TEXT_MAX = 200
 @router.get("/events", response_model=EventsPage, summary="Events, newest first, with filters")
 def list_events(
     svc: Svc,
-    _: Viewer,
+    principal: Viewer,
     person_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="only this person's")] = None,
     source: Annotated[str | None, Query(max_length=TEXT_MAX, description="only from this camera")] = None,
     unknown: Annotated[bool, Query(description="only unknown faces")] = False,
@@ -65,7 +77,7 @@ def list_events(
         events = []  # a filter on a person who does not exist matches nothing
     more = len(events) > limit
     return {
-        "items": events_out(svc.store, events[:limit]),
+        "items": [event_for(e, allowed(principal, WRITE)) for e in events_out(svc.store, events[:limit])],
         "limit": limit,
         "offset": offset,
         "next_offset": offset + limit if more else None,
@@ -81,12 +93,13 @@ def list_events(
 async def stream_events(
     request: Request,
     svc: Svc,
-    _: Viewer,
+    principal: Viewer,
     person_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     source: Annotated[str | None, Query(max_length=TEXT_MAX)] = None,
     unknown: bool = False,
 ) -> StreamingResponse:
     queue = svc.hub.subscribe()
+    full = allowed(principal, WRITE)
 
     def wanted(event: dict[str, Any]) -> bool:
         if person_id is not None and event.get("person_id") != person_id:
@@ -107,6 +120,7 @@ async def stream_events(
                 if event is None:  # the server is shutting down
                     return
                 if wanted(event):
+                    event = event_for(event, full)
                     yield f"id: {event['id']}\nevent: event\ndata: {json.dumps(event)}\n\n"
         finally:
             svc.hub.unsubscribe(queue)
@@ -205,9 +219,9 @@ def ingest_event(
 
 
 @router.get("/events/{event_id}", response_model=EventOut, summary="One event")
-def get_one(event_id: EventId, svc: Svc, _: Viewer) -> dict[str, Any]:
+def get_one(event_id: EventId, svc: Svc, principal: Viewer) -> dict[str, Any]:
     event = get_event(svc.store, event_id)
-    return events_out(svc.store, [event])[0]
+    return event_for(events_out(svc.store, [event])[0], allowed(principal, WRITE))
 
 
 @router.get(
@@ -216,14 +230,26 @@ def get_one(event_id: EventId, svc: Svc, _: Viewer) -> dict[str, Any]:
     responses={200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "the snapshot"}},
     summary="The snapshot a device sent with an event",
 )
-def snapshot(event_id: EventId, svc: Svc, _: Viewer) -> Response:
+def snapshot(event_id: EventId, svc: Svc, _: Viewer, request: Request) -> Response:
     event = get_event(svc.store, event_id)
     if event.snapshot_sha256 is None or event.snapshot_type is None:
         raise NotFoundError(f"event {event_id} has no snapshot")
     data = svc.store.files.read(event.snapshot_sha256, event.snapshot_type)
-    return Response(
-        data, media_type=media_type(event.snapshot_type), headers={"Cache-Control": "private, max-age=86400"}
-    )
+    return image_response(request, data, media_type(event.snapshot_type), image_version(event.snapshot_sha256))
+
+
+@router.get(
+    "/events/{event_id}/face",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "the face"}},
+    summary="The face an event is about: a small square crop of its snapshot around its box (JPEG)",
+)
+def event_face_image(event_id: EventId, svc: Svc, _: Viewer, request: Request) -> Response:
+    event = get_event(svc.store, event_id)
+    if event.snapshot_sha256 is None or event.snapshot_type is None or event.box is None or len(event.box) != 4:
+        raise NotFoundError(f"event {event_id} has no snapshot with a face box")
+    data = request.app.state.thumbnails.crop(svc.store, event.snapshot_sha256, event.snapshot_type, event.box)
+    return image_response(request, data, "image/jpeg", image_version(event.snapshot_sha256))
 
 
 @router.delete("/events/{event_id}", response_model=EventOut, summary="Delete an event (and its snapshot)")
@@ -243,12 +269,40 @@ def _iou(a: list[float], b: list[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def event_face(svc: Services, event: EventRecord, rgb: np.ndarray, label: str) -> Face:
+    """The one face an event is about: the face at its box (found again by this server's detector, or, where
+    the detector misses it, described at the box itself). An event without a box names a face only when its
+    snapshot shows exactly one."""
+    analyzer = svc.store.analyzer
+    with svc.analysing():
+        faces = analyzer.analyze(rgb)
+        if event.box is None:
+            if not faces:
+                raise NoFaceError(f"{label}: no face found")
+            if len(faces) > 1:
+                raise MultipleFacesError(
+                    f"{label}: {len(faces)} faces and the event does not say which one it is about; "
+                    "enroll from a photo of that person instead"
+                )
+            return faces[0]
+        box = [float(v) for v in event.box]
+        height, width = rgb.shape[:2]
+        clipped = [max(0.0, box[0]), max(0.0, box[1]), min(float(width), box[2]), min(float(height), box[3])]
+        if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
+            raise NoFaceError(f"{label}: the event's box {box} is outside its snapshot ({width}x{height})")
+        best = max(faces, key=lambda f: _iou([float(v) for v in f.box], box), default=None)
+        if best is not None and _iou([float(v) for v in best.box], box) >= EVENT_FACE_MIN_IOU:
+            return best
+        log.info("%s: no face found at the event's box %s; describing it there", label, box)
+        return analyzer.faces_from_detections(rgb, [Detection(box=np.asarray(clipped, np.float32), score=0.0)])[0]
+
+
 @router.post(
     "/events/{event_id}/enroll",
     response_model=PersonDetailOut,
     status_code=201,
     responses={409: {"description": "name taken"}, 422: {"description": "no snapshot or no face in it"}},
-    summary="Enroll the face of an event's snapshot as a new person",
+    summary="Enroll the face an event is about (its box in its snapshot) as a new person",
 )
 def enroll_from_event(
     request: Request, event_id: EventId, body: EnrollFromEvent, svc: Svc, principal: Writer
@@ -262,14 +316,9 @@ def enroll_from_event(
         rgb = load_image(data)
     except BadInputError as error:
         raise relabel(error, label) from None
-    with svc.analysing():
-        faces = svc.store.analyzer.analyze(rgb)
-    if not faces:
-        raise NoFaceError(f"{label}: no face found")
-    face = faces[0]
-    if event.box is not None and len(event.box) == 4:  # the face the device reported, not just the largest
-        face = max(faces, key=lambda f: _iou([float(v) for v in f.box], [float(v) for v in event.box or []]))
+    face = event_face(svc, event, rgb, label)
     prepared = prepared_from_face(face, svc.store.model_id, data, event.snapshot_type, label)
+    warnings = gallery_warnings(svc, [prepared])
     person = svc.store.enroll_prepared(body.name, [prepared])
     # The event was of this person all along. The store has no call to re-attribute an event; setting its
     # person touches nothing that the gallery or any index derives from.
@@ -281,4 +330,6 @@ def enroll_from_event(
     svc.record(
         request, principal, "person.enroll_from_event", "person", person.id, {"name": person.name, "event_id": event_id}
     )
-    return _detail(svc, person.id)
+    detail = _detail(svc, person.id)
+    with_warnings(detail["faces"], warnings)
+    return detail

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 
-from faceid.errors import BadInputError
+from faceid.errors import BadInputError, FaceidError
 from faceid.server.api.common import ERRORS, FaceId, Limit, Offset, PersonId, Svc
 from faceid.server.auth import VIEW, WRITE, Principal, require
 from faceid.server.errors import ApiError
@@ -22,15 +23,18 @@ from faceid.server.schemas import (
 )
 from faceid.server.services import Services
 from faceid.server.uploads import read_photo, relabel
-from faceid.server.views import face_out, media_type, people_out, person_out
+from faceid.server.views import face_out, image_response, image_version, media_type, people_out, person_out
 from faceid.store import PreparedFace
 from faceid.store.photos import choose_face, prepared_from_face
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["people"], responses=ERRORS)
 
 Viewer = Annotated[Principal, Depends(require(VIEW))]
 Writer = Annotated[Principal, Depends(require(WRITE))]
 MAX_PHOTOS = 20
+SEVERAL_FACES = "take the largest face (the 'largest' option) or crop the photo"
 
 
 def prepare_photos(svc: Services, uploads: list[UploadFile], largest: bool) -> list[PreparedFace]:
@@ -46,11 +50,41 @@ def prepare_photos(svc: Services, uploads: list[UploadFile], largest: bool) -> l
         with svc.analysing():
             faces = svc.store.analyzer.analyze(photo.rgb)
         try:
-            face = choose_face(faces, "largest" if largest else "one", photo.name)
+            face = choose_face(faces, "largest" if largest else "one", photo.name, several=SEVERAL_FACES)
         except BadInputError as error:
             raise relabel(error, photo.name) from None
         prepared.append(prepared_from_face(face, svc.store.model_id, photo.data, photo.image_type, photo.name))
     return prepared
+
+
+def gallery_warnings(svc: Services, prepared: list[PreparedFace], person_id: int | None = None) -> list[str | None]:
+    """For each face about to be enrolled (as a new person, or as ``person_id``'s): a warning when the gallery
+    already names it as someone else (the same photo enrolled twice, or one person under two names)."""
+    warnings: list[str | None] = []
+    for face in prepared:
+        try:
+            result = svc.store.identify_embedding(face.embedding, top_k=1)
+        except FaceidError as error:  # a warning is worth no refused enrollment
+            log.warning("%s: could not look for the face in the gallery: %s", face.label, error)
+            warnings.append(None)
+            continue
+        other = result.person
+        if other is None or other.person_id == person_id:
+            warnings.append(None)
+            continue
+        warnings.append(
+            f"{face.label}: this face is already in the gallery as {other.name} (person {other.person_id}): "
+            f"distance {other.distance:.3f}, within the threshold {result.threshold:.3f}"
+        )
+    return warnings
+
+
+def with_warnings(faces: list[dict[str, Any]], warnings: list[str | None]) -> list[dict[str, Any]]:
+    """``faces`` as answered, newest last, with the warnings of the newest ``len(warnings)`` of them."""
+    start = len(faces) - len(warnings)
+    for face, warning in zip(faces[start:], warnings, strict=True):
+        face["warning"] = warning
+    return faces
 
 
 def _detail(svc: Services, person_id: int) -> dict[str, Any]:
@@ -113,12 +147,15 @@ def enroll(
     largest: Annotated[bool, Form(description="in a photo with several faces, take the largest")] = False,
 ) -> dict[str, Any]:
     prepared = prepare_photos(svc, photos, largest)
+    warnings = gallery_warnings(svc, prepared)
     person = svc.store.enroll_prepared(name, prepared, external_id=external_id or None, notes=notes or None)
     svc.changes.notify("gallery")
     svc.record(
         request, principal, "person.enroll", "person", person.id, {"name": person.name, "faces": person.face_count}
     )
-    return _detail(svc, person.id)
+    detail = _detail(svc, person.id)
+    with_warnings(detail["faces"], warnings)
+    return detail
 
 
 @router.get("/people/{person_id}", response_model=PersonDetailOut, summary="A person and their faces")
@@ -202,10 +239,11 @@ def add_faces(
 ) -> list[dict[str, Any]]:
     svc.store.get_person(person_id)  # a 404 before the slow part
     prepared = prepare_photos(svc, photos, largest)
+    warnings = gallery_warnings(svc, prepared, person_id)
     faces = svc.store.add_prepared(person_id, prepared)
     svc.changes.notify("gallery")
     svc.record(request, principal, "face.add", "person", person_id, {"face_ids": [f.id for f in faces]})
-    return [face_out(f) for f in faces]
+    return with_warnings([face_out(f) for f in faces], warnings)
 
 
 @router.get("/faces/{face_id}", response_model=FaceOut, summary="One face")
@@ -232,9 +270,10 @@ IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {
     responses=IMAGE_RESPONSE,
     summary="The photo a face was enrolled from",
 )
-def face_image(face_id: FaceId, svc: Svc, _: Viewer) -> Response:
+def face_image(face_id: FaceId, svc: Svc, _: Viewer, request: Request) -> Response:
+    face = svc.store.get_face(face_id)
     data, kind = svc.store.face_image(face_id)
-    return Response(data, media_type=media_type(kind), headers={"Cache-Control": "private, max-age=86400"})
+    return image_response(request, data, media_type(kind), image_version(face.image_sha256 or ""))
 
 
 @router.get(
@@ -246,4 +285,4 @@ def face_image(face_id: FaceId, svc: Svc, _: Viewer) -> Response:
 def face_thumbnail(face_id: FaceId, svc: Svc, _: Viewer, request: Request) -> Response:
     face = svc.store.get_face(face_id)
     data = request.app.state.thumbnails.get(svc.store, face)
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+    return image_response(request, data, "image/jpeg", image_version(face.image_sha256 or ""))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 import faceid
+from faceid.errors import NotFoundError
 from faceid.server.auth import Principal, identify_principal
 from faceid.server.errors import ApiError
 from faceid.store.accounts import SCOPE_HELP, SCOPES, role_at_least
@@ -30,6 +31,16 @@ NAV = [
 ]
 
 
+def local_path(target: str) -> str:
+    """``target`` if it is a path on this server, else "/". Browsers read a backslash as a slash and drop
+    tabs and newlines, so ``/\\evil.example`` and ``/<tab>/evil.example`` mean ``//evil.example``: another host."""
+    cleaned = "".join(c for c in target.replace("\\", "/") if c == " " or (c.isprintable() and not c.isspace()))
+    parts = urlsplit(cleaned)
+    if not cleaned.startswith("/") or cleaned.startswith("//") or parts.scheme or parts.netloc:
+        return "/"
+    return cleaned
+
+
 def _viewer(request: Request) -> Principal | None:
     try:
         principal = identify_principal(request, request.app.state.services)
@@ -38,7 +49,9 @@ def _viewer(request: Request) -> Principal | None:
     return principal if principal is not None and principal.kind == "user" else None
 
 
-def _render(request: Request, template: str, title: str, role: str = "viewer", **extra: Any) -> Response:
+def _render(
+    request: Request, template: str, title: str, role: str = "viewer", status_code: int = 200, **extra: Any
+) -> Response:
     principal = _viewer(request)
     if principal is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -54,8 +67,19 @@ def _render(request: Request, template: str, title: str, role: str = "viewer", *
         **extra,
     }
     if not role_at_least(principal.user.role, role):
-        return TEMPLATES.TemplateResponse(request, "forbidden.html", {**context, "needed": role}, status_code=403)
-    return TEMPLATES.TemplateResponse(request, template, context)
+        # The page's own script must not run (it would look for the page it is not shown).
+        forbidden = {**context, "needed": role, "page": "forbidden"}
+        return TEMPLATES.TemplateResponse(request, "forbidden.html", forbidden, status_code=403)
+    return TEMPLATES.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def not_found_page(request: Request, message: str) -> Response:
+    """The web app's own 404: a page, with the menu for someone logged in."""
+    principal = _viewer(request)
+    if principal is None:
+        context = {"title": "Not found", "message": message, "version": faceid.__version__, "page": "not_found"}
+        return TEMPLATES.TemplateResponse(request, "not_found.html", context, status_code=404)
+    return _render(request, "not_found.html", "Not found", status_code=404, message=message)
 
 
 def web_router() -> APIRouter:
@@ -63,7 +87,7 @@ def web_router() -> APIRouter:
 
     @router.get("/login")
     def login(request: Request, next: str = "/") -> Response:
-        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        target = local_path(next)
         if _viewer(request) is not None:
             return RedirectResponse(target, status_code=303)
         return TEMPLATES.TemplateResponse(
@@ -80,6 +104,11 @@ def web_router() -> APIRouter:
 
     @router.get("/people/{person_id}")
     def person(request: Request, person_id: int) -> Response:
+        if _viewer(request) is not None:
+            try:
+                request.app.state.services.store.get_person(person_id)
+            except NotFoundError as error:
+                return not_found_page(request, f"{error}: deleted, merged into someone else, or never enrolled.")
         return _render(request, "person.html", "Person", person_id=person_id)
 
     @router.get("/identify")

@@ -74,11 +74,20 @@ function flash(message, kind = "error") {
   if (!box) { alert(message); return; }
   const item = el("div", { class: `flash ${kind}` }, message, el("button", { class: "link", type: "button", "aria-label": "dismiss", onclick: () => item.remove() }, "×"));
   box.append(item);
-  if (kind !== "error") setTimeout(() => item.remove(), 6000);
+  if (kind === "ok") setTimeout(() => item.remove(), 6000);
   item.scrollIntoView({ block: "nearest" });
 }
 
 function clearFlash() { const box = $("#flash"); if (box) box.replaceChildren(); }
+
+// Warnings about faces just enrolled (already in the gallery as someone else), shown now or on the next page.
+function faceWarnings(faces) { return (faces || []).map((face) => face.warning).filter(Boolean); }
+function keepWarnings(warnings) { if (warnings.length) sessionStorage.setItem("faceid-warnings", JSON.stringify(warnings)); }
+function showKeptWarnings() {
+  const kept = sessionStorage.getItem("faceid-warnings");
+  sessionStorage.removeItem("faceid-warnings");
+  if (kept) for (const warning of JSON.parse(kept)) flash(warning, "warn");
+}
 
 async function guarded(action, button) {
   clearFlash();
@@ -183,7 +192,11 @@ function eventItem(event, { onEnrolled } = {}) {
     ? el("a", { href: `/people/${event.person_id}`, class: "who known" }, event.person_name || `person ${event.person_id}`)
     : el("span", { class: "who unknown" }, "Unknown");
   const item = el("li", { class: `event ${event.known ? "known" : "unknown"}`, "data-event-id": event.id },
-    event.snapshot_url ? el("img", { src: event.snapshot_url, alt: "snapshot", loading: "lazy" }) : el("div", { class: "noimg" }, "no snapshot"),
+    // The face the event is about (its box in the snapshot); the whole frame is a click away.
+    event.face_url
+      ? el("a", { href: event.snapshot_url, target: "_blank", class: "event-face", title: "the whole frame" },
+        el("img", { src: event.face_url, alt: "the face of this event", loading: "lazy" }))
+      : event.snapshot_url ? el("img", { src: event.snapshot_url, alt: "snapshot", loading: "lazy" }) : el("div", { class: "noimg" }, "no snapshot"),
     el("div", { class: "body" },
       who,
       el("div", { class: "meta" }, when(event.time), event.source ? ` · ${event.source}` : "",
@@ -200,6 +213,7 @@ function eventItem(event, { onEnrolled } = {}) {
       guarded(async () => {
         const person = await api("POST", `events/${event.id}/enroll`, { json: { name: form.name.value } });
         form.replaceWith(el("span", { class: "ok" }, "Enrolled as ", el("a", { href: `/people/${person.id}` }, person.name)));
+        for (const warning of faceWarnings(person.faces)) flash(warning, "warn");
         if (onEnrolled) onEnrolled(person);
       }, form.querySelector("button"));
     });
@@ -300,6 +314,7 @@ pages.people = () => {
       for (const file of files) data.append("photos", file);
       guarded(async () => {
         const person = await api("POST", "enroll", { form: data });
+        keepWarnings(faceWarnings(person.faces));
         location.href = `/people/${person.id}?enrolled=1`;
       }, $("#enroll-submit"));
     });
@@ -308,7 +323,6 @@ pages.people = () => {
 
 pages.person = () => {
   const id = Number(document.body.dataset.personId);
-  if (new URLSearchParams(location.search).has("enrolled")) flash("Enrolled.", "ok");
   async function load() {
     const person = await api("GET", `people/${id}`);
     document.title = `${person.name} · faceid`;
@@ -332,7 +346,11 @@ pages.person = () => {
     if (!(await confirmDialog("Remove this face?", "Remove"))) return;
     guarded(async () => { await api("DELETE", `faces/${faceId}`); await load(); flash("Face removed.", "ok"); });
   }
-  guarded(load);
+  guarded(async () => {
+    await load();  // (guarded clears the messages first: these come after)
+    if (new URLSearchParams(location.search).has("enrolled")) flash("Enrolled.", "ok");
+    showKeptWarnings();
+  });
   if (!canDo("operator")) return;
   guarded(() => fillPeopleSelect($("#merge-select"), { exclude: id }));
   $("#add-face-form").addEventListener("submit", (e) => {
@@ -342,10 +360,11 @@ pages.person = () => {
     const data = new FormData();
     for (const file of files) data.append("photos", file);
     guarded(async () => {
-      await api("POST", `people/${id}/faces`, { form: data });
+      const faces = await api("POST", `people/${id}/faces`, { form: data });
       $("#add-photos").value = "";
       await load();
       flash("Photo added.", "ok");
+      for (const warning of faceWarnings(faces)) flash(warning, "warn");
     }, $("#add-face-form button[type=submit]"));
   });
   $("#rename-form").addEventListener("submit", (e) => {
@@ -401,11 +420,18 @@ pages.identify = () => {
     if (!file) { flash("Choose a photo (or capture one with the webcam)."); return; }
     const data = new FormData();
     data.set("photo", file);
+    clearResult();  // a refused photo must not leave the previous photo's faces and names on screen
     guarded(async () => {
       const result = await api("POST", "identify", { form: data });
       await drawResult(file, result);
     }, $("button[type=submit]", form));
   });
+  function clearResult() {
+    $("#identify-result").hidden = true;
+    $("#identify-matches").replaceChildren();
+    const canvas = $("#identify-canvas");
+    canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  }
   async function drawResult(file, result) {
     const url = URL.createObjectURL(file);
     const image = new Image();
