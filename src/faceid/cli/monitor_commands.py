@@ -45,8 +45,10 @@ def _positive(kind: type) -> Any:
 
 
 def _event_line(event: Any) -> str:
-    who = event.name if event.known else "unknown"
-    confidence = f" confidence {event.confidence:.2f}" if event.known else ""
+    from faceid.store.records import stranger_odds
+
+    who = event.name if event.known else event.outcome
+    confidence = f" ({stranger_odds(event.stranger_rate)})" if event.known else ""
     distance = f" distance {event.distance:.3f}" if event.distance is not None else ""
     return (
         f"{event.media_start:8.2f}-{event.media_end:6.2f} s  {event.camera}  track {event.track_id}: {who}"

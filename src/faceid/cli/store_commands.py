@@ -12,6 +12,7 @@ from typing import Any
 from faceid.cli.common import CommandError, add_json_option, print_json
 from faceid.store.calibrate import DEFAULT_TARGET_FPIR, DEFAULT_TARGET_GALLERY
 from faceid.store.match import METHOD_COHORT, METHOD_DISTANCE
+from faceid.store.records import stranger_odds
 from faceid.thresholds import COHORT_K
 
 METHODS = {"cohort": METHOD_COHORT, "distance": METHOD_DISTANCE}
@@ -259,8 +260,14 @@ def _cmd_identify(args: argparse.Namespace) -> int:
             if face["known"]:
                 person = face["person"]
                 echo(
-                    f"{prefix}: {person['name']} (id {person['person_id']}), distance {person['distance']:.3f}, "
-                    f"confidence {face['confidence']:.3f}"
+                    f"{prefix}: {person['name']} (id {person['person_id']}), distance {person['distance']:.3f}; "
+                    f"{stranger_odds(face['stranger_rate'])}"
+                )
+            elif face["outcome"] == "ambiguous":
+                first, second = face["candidates"][:2]
+                echo(
+                    f"{prefix}: ambiguous: {first['name']} (distance {first['distance']:.3f}) or {second['name']} "
+                    f"(distance {second['distance']:.3f}), too close to call"
                 )
             else:
                 best = face["candidates"][0] if face["candidates"] else None

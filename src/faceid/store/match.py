@@ -125,6 +125,8 @@ class Calibration:
     impostor_tail: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
     impostor_count: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    # The mixture a synthetic cohort was drawn from (faceid.store.population), kept for shipping it.
+    population: Any = field(default=None, repr=False)
 
     @classmethod
     def from_row(cls, row: ModelVersion) -> Calibration:
@@ -198,7 +200,8 @@ class Calibration:
             "gallery_size": self.gallery_size,
             "cohort_size": 0 if self.cohort is None else len(self.cohort),
             "impostor_comparisons": self.impostor_count,
-            **self.details,
+            # The distributions kept in the details (stranger percentiles, an inherited rule) stay out of it.
+            **{k: v for k, v in self.details.items() if k not in ("distance_rule", "impostor_percentiles")},
         }
 
 
@@ -285,7 +288,8 @@ class Matcher:
         if best is not None and best.score <= threshold:
             outcome = "ambiguous" if is_ambiguous([c.score for c in candidates[:2]], threshold) else "known"
         person = best if outcome == "known" else None
-        rate = self.stranger_rate(best.score) if best is not None else None
+        # Only an answer that names someone, or nearly does, needs the estimate; far from everyone it is a bound.
+        rate = self.stranger_rate(best.score) if best is not None and outcome != "unknown" else None
         source = "none"
         if self.calibrated and self.calibration is not None:
             source = "shipped" if self.calibration.details.get("source") == "shipped" else "store"

@@ -24,7 +24,11 @@ from typing import Any
 import numpy as np
 
 from faceid.store.match import pairwise_distances
-from faceid.thresholds import COHORT_MAX, POPULATION_COMPONENT_PEOPLE, POPULATION_COMPONENTS_PER_PERSON
+from faceid.thresholds import (
+    POPULATION_COMPONENT_PEOPLE,
+    POPULATION_COMPONENTS_PER_PERSON,
+    SYNTHETIC_COHORT_SIZE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,7 @@ class PopulationModel:
     covariance: np.ndarray
     min_people: int
 
-    def sample(self, size: int = COHORT_MAX, seed: int = 0) -> np.ndarray:
+    def sample(self, size: int = SYNTHETIC_COHORT_SIZE, seed: int = 0) -> np.ndarray:
         rng = np.random.default_rng(seed)
         chosen = rng.choice(len(self.centres), size=size, p=self.weights / self.weights.sum())
         noise = rng.multivariate_normal(np.zeros(self.centres.shape[1]), self.covariance, size=size, method="eigh")
@@ -107,9 +111,9 @@ def fit_population(
 
 
 def synthetic_cohort(
-    person_faces: np.ndarray, size: int = COHORT_MAX, seed: int = 0
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """A cohort of ``size`` synthetic descriptors like ``person_faces``' population; with what it is made of."""
+    person_faces: np.ndarray, size: int = SYNTHETIC_COHORT_SIZE, seed: int = 0
+) -> tuple[PopulationModel, np.ndarray, dict[str, Any]]:
+    """The mixture, a cohort of ``size`` synthetic descriptors drawn from it, and what they are made of."""
     model = fit_population(person_faces, seed=seed)
     cohort = model.sample(size, seed)
     nearest = pairwise_distances(cohort, np.asarray(person_faces, np.float32)).min(axis=1)
@@ -123,4 +127,4 @@ def synthetic_cohort(
             "median": round(float(np.median(nearest)), 4),
         },
     }
-    return cohort, info
+    return model, cohort, info

@@ -167,6 +167,16 @@ class Candidate:
         }
 
 
+def stranger_odds(rate: float | None) -> str:
+    """A stranger rate in words ("about 1 in 12,000 strangers would match this well"): how the calibration's
+    estimate reads, never as a percentage that looks like the chance of being right."""
+    if rate is None:
+        return "uncalibrated: no estimate of how many strangers would match"
+    if rate <= 1e-6:
+        return "fewer than 1 in a million strangers would match this well"
+    return f"about 1 in {round(1 / rate):,} strangers would match this well"
+
+
 @dataclass(frozen=True)
 class Identification:
     """The answer for one probe face: ranked candidates and the open-set decision."""

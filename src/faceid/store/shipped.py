@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 
 from faceid.store.calibrate import LabelledFaces, calibrate_faces
-from faceid.store.match import METHOD_COHORT, Calibration, pairwise_distances
-from faceid.store.population import synthetic_cohort
-from faceid.thresholds import COHORT_MAX
+from faceid.store.match import METHOD_COHORT, METHOD_DISTANCE, Calibration, pairwise_distances
+from faceid.store.population import PopulationModel, synthetic_cohort
 
 log = logging.getLogger(__name__)
 
 SHIPPED_DIR = Path(__file__).with_name("calibrations")
 SOURCE_SHIPPED = "shipped"
+DISTANCE_TAIL_KEPT = 2000  # stranger distances kept for the inherited rule: thresholds down to ~1e-3 FMR
 
 
 def _file_for(model_id: str, folder: Path = SHIPPED_DIR) -> Path:
@@ -71,7 +71,7 @@ def build_calibration(
     makers = [p for p in groups if _half(p) == 0]
     scored = set(groups) - set(makers)
     first_faces = faces.embeddings[[groups[p][0] for p in makers]]
-    cohort, cohort_info = synthetic_cohort(first_faces, size=min(COHORT_MAX, max(len(makers), 100)), seed=seed)
+    population, cohort, cohort_info = synthetic_cohort(first_faces, seed=seed)
     calibration = calibrate_faces(
         _people_subset(faces, scored),
         model_id,
@@ -91,15 +91,34 @@ def build_calibration(
         "median": round(float(np.median(nearest)), 4),
     }
     calibration.details["synthetic_cohort"] = cohort_info
+    calibration.population = population
+    # The same people's plain centroid-distance stranger scores: what a fine-tuned version inherits when it has
+    # too few held-out people to be calibrated on (faceid.store.versions; its distances are rescaled to the
+    # parent's operating point when it is made).
+    plain = calibrate_faces(
+        _people_subset(faces, scored),
+        model_id,
+        method=METHOD_DISTANCE,
+        target_fpir=target_fpir,
+        gallery_size=gallery_size,
+        source=source,
+    )
+    calibration.details["distance_rule"] = {
+        "impostor_tail": [round(float(v), 5) for v in plain.impostor_tail[:DISTANCE_TAIL_KEPT]],
+        "impostor_count": plain.impostor_count,
+    }
     return calibration
 
 
 def save_shipped(calibration: Calibration, folder: Path = SHIPPED_DIR) -> Path:
-    """Write ``calibration`` as the shipped one of its model."""
-    if calibration.cohort is None:
-        raise ValueError("a shipped calibration needs its (synthetic) cohort")
+    """Write ``calibration`` as the shipped one of its model: the mixture its cohort is drawn from (not the
+    vectors: they are drawn again, with the same seed, when it is read) and the stranger scores."""
+    population = calibration.population
+    if population is None:
+        raise ValueError("a shipped calibration needs the population model of its synthetic cohort")
     folder.mkdir(parents=True, exist_ok=True)
     path = _file_for(calibration.model_id, folder)
+    info = calibration.details.get("synthetic_cohort", {})
     meta = {
         "model_id": calibration.model_id,
         "method": calibration.method,
@@ -107,12 +126,16 @@ def save_shipped(calibration: Calibration, folder: Path = SHIPPED_DIR) -> Path:
         "target_fpir": calibration.target_fpir,
         "gallery_size": calibration.gallery_size,
         "impostor_count": calibration.impostor_count,
+        "cohort_size": int(info.get("size", len(calibration.cohort) if calibration.cohort is not None else 0)),
+        "cohort_seed": int(info.get("seed", 0)),
         "details": calibration.details,
     }
     tmp = path.with_suffix(".part.npz")
     np.savez_compressed(
         tmp,
-        cohort=np.asarray(calibration.cohort, "<f4"),
+        centres=np.asarray(population.centres, "<f4"),
+        weights=np.asarray(population.weights, "<f8"),
+        covariance=np.asarray(population.covariance, "<f8"),
         impostor_tail=np.asarray(calibration.impostor_tail, "<f4"),
         meta=np.array(json.dumps(meta, sort_keys=True)),
     )
@@ -128,11 +151,18 @@ def load_shipped(model_id: str, folder: Path = SHIPPED_DIR) -> Calibration | Non
         return None
     with np.load(path) as saved:
         meta: dict[str, Any] = json.loads(str(saved["meta"]))
-        cohort = saved["cohort"].astype(np.float32)
+        population = PopulationModel(
+            centres=saved["centres"].astype(np.float32),
+            weights=saved["weights"].astype(np.float64),
+            covariance=saved["covariance"].astype(np.float64),
+            min_people=int(saved["weights"].min()),
+        )
         tail = saved["impostor_tail"].astype(np.float32)
     if meta.get("model_id") != model_id:
         log.warning("ignoring %s: it was made for %s", path, meta.get("model_id"))
         return None
+    cohort = population.sample(int(meta["cohort_size"]), int(meta["cohort_seed"]))
+    details = dict(meta.get("details", {}))
     return Calibration(
         model_id=model_id,
         method=str(meta["method"]),
@@ -143,11 +173,8 @@ def load_shipped(model_id: str, folder: Path = SHIPPED_DIR) -> Calibration | Non
         cohort=cohort,
         impostor_tail=tail,
         impostor_count=int(meta["impostor_count"]),
-        details={
-            **meta.get("details", {}),
-            "source": SOURCE_SHIPPED,
-            "made_from": meta.get("details", {}).get("source"),
-        },
+        details={**details, "source": SOURCE_SHIPPED, "made_from": details.get("source")},
+        population=population,
     )
 
 

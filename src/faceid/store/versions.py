@@ -371,6 +371,7 @@ class VersionedStore(Store):
         which the fine-tune's rescaling already kept at 0.6) or when there are too few people.
         """
         from faceid.store.calibrate import MIN_IDENTITIES, LabelledFaces, calibrate_faces
+        from faceid.store.match import METHOD_DISTANCE, Calibration
 
         version = self.get_version(model_id)
         parent = self.calibration(self.face_model_id(version.parent_id)) if version.parent_id else None
@@ -378,11 +379,33 @@ class VersionedStore(Store):
             return {"calibrated": False, "reason": "the parent version has no calibration; the distance rule applies"}
         names = sorted(set(people))
         if len(names) < MIN_IDENTITIES:
-            return {
-                "calibrated": False,
-                "reason": f"{len(names)} held-out people, calibration needs {MIN_IDENTITIES}: run faceid calibrate "
-                "with this version active",
-            }
+            inherited = parent.details.get("distance_rule")
+            if not inherited:
+                return {
+                    "calibrated": False,
+                    "reason": f"{len(names)} held-out people, calibration needs {MIN_IDENTITIES}: run faceid "
+                    "calibrate with this version active",
+                }
+            # Too few people to calibrate on: inherit the parent's stranger distances (the fine-tune rescaled
+            # its distances to the parent's operating point), so activation never leaves the store without
+            # thresholds by gallery size.
+            calibration = Calibration(
+                model_id=self.face_model_id(version.model_id),
+                method=METHOD_DISTANCE,
+                threshold=0.0,
+                target_fpir=parent.target_fpir,
+                gallery_size=parent.gallery_size,
+                dim=parent.dim,
+                impostor_tail=np.asarray(inherited["impostor_tail"], np.float32),
+                impostor_count=int(inherited["impostor_count"]),
+                details={
+                    "source": f"inherited from {version.parent_id}: {len(names)} held-out people are too few "
+                    f"(calibration needs {MIN_IDENTITIES}); run faceid calibrate for one of its own",
+                },
+            )
+            calibration.threshold = calibration.threshold_for(calibration.gallery_size)
+            self.save_calibration(calibration)
+            return {"calibrated": True, "inherited": True, **calibration.summary()}
         counters: dict[str, int] = {}
         paths = []
         for person in people:
