@@ -1,10 +1,7 @@
-"""Monitor fixtures: a store calibrated on faces-dev as a user would (``faceid calibrate``), with Barack Obama,
+"""Monitor fixtures: a fresh store with no calibration step (the shipped calibration decides), with Barack Obama,
 Lin-Manuel Miranda and Alex Lacamoire enrolled from their photos; the standalone run of the Hamilton clip
 that the connected runs are compared with; real ``faceid serve`` processes that can be stopped and started
 again on the same port.
-
-Calibrating describes every faces-dev photo once (minutes); the descriptors are cached in the user cache
-folder (``faceid.store.calibrate.describe_photos``), so later sessions calibrate in seconds.
 """
 
 from __future__ import annotations
@@ -35,16 +32,16 @@ ADMIN_PASSWORD = "admin-password-1"
 
 
 @pytest.fixture(scope="session")
-def calibrated_store_dir(tmp_path_factory: pytest.TempPathFactory, media_dir: Path, faces_dev_dir: Path) -> Path:
-    """A closed store: the three people enrolled, the model calibrated on faces-dev (cohort method, 1% FPIR)."""
+def enrolled_store_dir(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path:
+    """A fresh store with the three people enrolled from their photos and no calibration step: decisions come
+    from the calibration shipped with faceid, as on a new install."""
     from faceid.store import Store
-    from faceid.store.calibrate import calibrate_from_folder
 
-    folder = tmp_path_factory.mktemp("calibrated") / "store"
+    folder = tmp_path_factory.mktemp("enrolled") / "store"
     with Store(folder) as store:
         for name, photo in GALLERY:
             store.enroll(name, media_dir / photo)
-        store.save_calibration(calibrate_from_folder(store, faces_dev_dir, progress=False))
+        assert store.calibration() is not None and store.calibration().details["source"] == "shipped"
     return folder
 
 
@@ -66,12 +63,12 @@ class StandaloneRun:
 
 @pytest.fixture(scope="session")
 def standalone_run(
-    tmp_path_factory: pytest.TempPathFactory, calibrated_store_dir: Path, media_dir: Path
+    tmp_path_factory: pytest.TempPathFactory, enrolled_store_dir: Path, media_dir: Path
 ) -> StandaloneRun:
     """``faceid monitor`` on the clip, standalone, camera id CAMERA (the reference for every other run)."""
     from faceid.monitor import Agent, AgentConfig
 
-    data_dir = copy_store(calibrated_store_dir, tmp_path_factory.mktemp("standalone") / "store")
+    data_dir = copy_store(enrolled_store_dir, tmp_path_factory.mktemp("standalone") / "store")
     events: list[Any] = []
     agent = Agent(AgentConfig(source=str(media_dir / CLIP), camera=CAMERA, data_dir=data_dir), on_event=events.append)
     result = agent.run()
@@ -156,5 +153,5 @@ def api_key(data_dir: Path, scopes: list[str]) -> str:
 
 
 @pytest.fixture
-def server_data_dir(tmp_path: Path, calibrated_store_dir: Path) -> Path:
-    return copy_store(calibrated_store_dir, tmp_path / "server")
+def server_data_dir(tmp_path: Path, enrolled_store_dir: Path) -> Path:
+    return copy_store(enrolled_store_dir, tmp_path / "server")

@@ -3,8 +3,9 @@
 The clip (media/README.md): a wide stage shot of Lin-Manuel Miranda (0-0.6 s), a profile in the foreground
 with a blurred audience behind (0.7-2.7 s), Miranda in close-up (2.7-7.0 s), then the audience (7.0-9.2 s):
 Marian Robinson, Barack Obama (three-quarter view, hand at his chin), Michelle Obama, and a guest at the left
-edge. Obama, Miranda and Alex Lacamoire are enrolled from one photo each; the decision is the store's
-calibrated open-set rule (faces-dev, 1% of strangers matched at the gallery's size), never a loosened one.
+edge. Obama, Miranda and Alex Lacamoire are enrolled from one photo each on a fresh store with no calibration
+step; the decision is the calibration shipped with faceid (1% of strangers matched at the gallery's size),
+never a loosened one.
 """
 
 from __future__ import annotations

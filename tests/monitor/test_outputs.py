@@ -23,8 +23,8 @@ def read_video(path: Path) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
-def test_annotated_video_and_live_preview(tmp_path: Path, calibrated_store_dir: Path, media_dir: Path) -> None:
-    data_dir = copy_store(calibrated_store_dir, tmp_path / "store")
+def test_annotated_video_and_live_preview(tmp_path: Path, enrolled_store_dir: Path, media_dir: Path) -> None:
+    data_dir = copy_store(enrolled_store_dir, tmp_path / "store")
     port = free_port()
     seen: dict[str, Any] = {}
 
@@ -82,12 +82,12 @@ def test_annotated_video_and_live_preview(tmp_path: Path, calibrated_store_dir: 
 
 
 def test_unknown_faces_kept_without_images_or_dropped(
-    tmp_path: Path, calibrated_store_dir: Path, media_dir: Path
+    tmp_path: Path, enrolled_store_dir: Path, media_dir: Path
 ) -> None:
     """The opening shots (0-2.3 s) hold only faces the gallery does not name."""
     from faceid.store import Store
 
-    data_dir = copy_store(calibrated_store_dir, tmp_path / "store")
+    data_dir = copy_store(enrolled_store_dir, tmp_path / "store")
     counts = {}
     for policy in ("no-snapshot", "drop"):
         events: list[Any] = []

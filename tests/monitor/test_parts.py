@@ -240,10 +240,10 @@ def gallery_payload(store, include_cohort: bool = True) -> dict:
     return json.loads(json.dumps(body))
 
 
-def test_the_server_gallery_gives_the_stores_decision(calibrated_store_dir: Path) -> None:
+def test_the_server_gallery_gives_the_stores_decision(enrolled_store_dir: Path) -> None:
     from faceid.store import Store
 
-    with Store(calibrated_store_dir) as store:
+    with Store(enrolled_store_dir) as store:
         local = StoreRecognizer(store)
         remote = GalleryRecognizer(gallery_payload(store))
         assert remote.method == local.describe()["method"] == "centroid-cohort"
