@@ -136,22 +136,3 @@ def versions_store(data_dir: Path, db_url: str | None, analyzer):
 
     with VersionedStore(data_dir, db_url, analyzer=analyzer, index="exact") as store:
         yield store
-
-
-SCALE = 1.1  # every distance of the "other" model is the built-in one's x SCALE
-
-
-@pytest.fixture(scope="session")
-def other_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from faceid.models.descriptor import build_descriptor_onnx, read_descriptor_network
-    from faceid.models.dlib_dnn import FullyConnected
-    from faceid.models.registry import dlib_model_path
-
-    network = read_descriptor_network(dlib_model_path("descriptor"))
-    fc = network.layers[-1]
-    assert isinstance(fc, FullyConnected)
-    rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(128, 128)))
-    fc.weight = (fc.weight @ rotation * SCALE).astype(np.float32)
-    path = tmp_path_factory.mktemp("model") / "other.onnx"
-    path.write_bytes(build_descriptor_onnx(network).SerializeToString())
-    return path

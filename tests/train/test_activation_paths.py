@@ -8,12 +8,11 @@ faces had moved to the new version: nobody was recognised, with no candidates at
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from tests.conftest import still_video
 
 from faceid.store.versions import VersionedStore
 
@@ -26,27 +25,6 @@ def _identify(client: Any, photo: Path) -> dict[str, Any]:
     faces = response.json()["faces"]
     assert len(faces) == 1
     return dict(faces[0])
-
-
-def _still_video(photo: Path, path: Path, seconds: float = 2.0, fps: int = 15) -> Path:
-    """A short video of one still photo: a camera looking at that face."""
-    import av
-
-    from faceid.vision.image import load_image
-
-    rgb = load_image(str(photo))
-    height, width = (rgb.shape[0] // 2) * 2, (rgb.shape[1] // 2) * 2
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        for _ in range(int(seconds * fps)):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:height, :width]), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 def _monitor(video: Path, data_dir: Path) -> list[Any]:
@@ -72,7 +50,7 @@ def test_server_and_monitor_follow_activation_and_rollback(
         for name, photo in (("Barack Obama", "obama.jpg"), ("Joe Biden", "biden.jpg")):
             cli_store.enroll(name, [str(media_dir / photo)])
     probe = media_dir / "obama2.jpg"
-    video = _still_video(probe, tmp_path / "door.mp4")
+    video = still_video(probe, tmp_path / "door.mp4")
 
     def server_answer() -> dict[str, Any]:
         app = create_app(ServerConfig(data_dir=data_dir, admin_password=ADMIN_PASSWORD, warm_up=False))
@@ -107,3 +85,29 @@ def test_server_and_monitor_follow_activation_and_rollback(
     assert rolled_back["model_id"] == builtin and rolled_back["person"]["name"] == "Barack Obama"
     events = _monitor(video, data_dir)
     assert events and {e.model_id for e in events} == {builtin} and {e.name for e in events} == {"Barack Obama"}
+
+
+def test_a_connected_monitor_follows_the_servers_version(tmp_path: Path, media_dir: Path, other_model: Path) -> None:
+    """The server's gallery is of its active version; the agent fetches that version's model (checked against
+    its id) and describes faces with it, so a fine-tune activated on the server keeps names coming."""
+    from tests.monitor.conftest import api_key, running_server
+
+    from faceid.monitor import Agent, AgentConfig
+
+    data_dir = tmp_path / "server"
+    with VersionedStore(data_dir) as cli_store:
+        cli_store.enroll("Barack Obama", [str(media_dir / "obama.jpg")])
+        version = cli_store.register_version(other_model, parent=cli_store.active_model_id())
+        cli_store.activate(version.model_id)
+    video = still_video(media_dir / "obama2.jpg", tmp_path / "door.mp4")
+    key = api_key(data_dir, ["read", "ingest"])
+    (tmp_path / "logs").mkdir()
+    with running_server(data_dir, tmp_path / "logs") as server:
+        events: list[Any] = []
+        state = tmp_path / "agent"
+        config = AgentConfig(source=str(video), camera="door", server=server.url, api_key=key, state_dir=state)
+        result = Agent(config, on_event=events.append).run()
+    assert result.mode == "connected" and events
+    assert {e.model_id for e in events} == {version.model_id}
+    assert {e.name for e in events} == {"Barack Obama"}
+    assert (state / "models" / f"{version.model_id}.onnx").is_file()

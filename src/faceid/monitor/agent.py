@@ -247,6 +247,7 @@ class Agent:
             state_dir / "gallery.json",
             refresh_seconds=config.gallery_refresh,
             connect_attempts=config.connect_attempts,
+            analyzer=analyzer,
         )
         sync.start()
         stack.callback(sync.stop)

@@ -96,6 +96,10 @@ class ServerClient:
         headers = {"If-None-Match": etag} if etag else {}
         return self._request("GET", "/api/v1/gallery/embeddings?" + urllib.parse.urlencode(query), headers=headers)
 
+    def model_file(self, model_id: str) -> Answer:
+        """The ONNX file of a stored model version (``GET /api/v1/models/{id}/onnx``)."""
+        return self._request("GET", f"/api/v1/models/{urllib.parse.quote(model_id, safe='')}/onnx")
+
     def post_event(self, fields: dict[str, str], snapshot: bytes | None, key: str) -> Answer:
         files = {"snapshot": ("snapshot.jpg", snapshot, "image/jpeg")} if snapshot else {}
         body, content_type = multipart(fields, files)

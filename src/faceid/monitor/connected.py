@@ -29,6 +29,14 @@ class GalleryUnavailableError(FaceidError):
 
 
 class GallerySync:
+    """The server's gallery for the model version the server has active. When that is another version than the
+    one this agent describes faces with (a fine-tune activated, or rolled back), the agent fetches the
+    version's ONNX file once (checked against the version id, which is its checksum), keeps it in the state
+    folder, and describes faces with it from then on: the gallery and the descriptors always match.
+
+    ``analyzer`` is the agent's (detector and landmarks); without one, the gallery must be of ``model_id``.
+    """
+
     def __init__(
         self,
         client: ServerClient,
@@ -37,9 +45,12 @@ class GallerySync:
         refresh_seconds: float = MONITOR_GALLERY_REFRESH_SECONDS,
         connect_attempts: int = MONITOR_CONNECT_ATTEMPTS,
         backoff: Backoff | None = None,
+        analyzer: Any = None,
     ) -> None:
         self.client = client
         self.model_id = model_id
+        self.analyzer = analyzer
+        self._analyzers: dict[str, Any] = {}
         self.cache_path = Path(cache_path)
         self.refresh_seconds = refresh_seconds
         self.connect_attempts = max(1, connect_attempts)
@@ -54,7 +65,7 @@ class GallerySync:
 
     def _fetch(self) -> bool:
         """One request; True if a new gallery was installed. Raises ServerUnreachable, BadInputError."""
-        answer = self.client.gallery(self.model_id, self.etag)
+        answer = self.client.gallery(None if self.analyzer is not None else self.model_id, self.etag)
         if answer.status == 304:
             self.refreshed_at = time.time()
             return False
@@ -71,13 +82,57 @@ class GallerySync:
         self._save(payload)
         return True
 
+    def _analyzer_for(self, model_id: str) -> Any:
+        """An analyzer like the agent's that describes faces with ``model_id`` (fetched once if needed)."""
+        if model_id == self.model_id:
+            return self.analyzer
+        cached = self._analyzers.get(model_id)
+        if cached is not None:
+            return cached
+        import hashlib
+
+        from faceid.store.versions import version_embedder
+        from faceid.vision.analyzer import Analyzer
+
+        if not model_id.startswith("ft-"):
+            raise BadInputError(f"the server's model {model_id!r} is not one this agent can fetch or compute")
+        path = self.cache_path.parent / "models" / f"{model_id}.onnx"
+        if not path.is_file():
+            answer = self.client.model_file(model_id)
+            if answer.status != 200:
+                raise ServerUnreachable(f"model {model_id}: HTTP {answer.status}: {answer.detail()}")
+            if hashlib.sha256(answer.body).hexdigest()[:12] != model_id[3:]:
+                raise BadInputError(f"the file sent for model {model_id} does not match its checksum")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".part")
+            temporary.write_bytes(answer.body)
+            os.replace(temporary, path)
+            log.info("fetched model version %s from the server (%d bytes)", model_id, len(answer.body))
+        base = self.analyzer
+        embedder = version_embedder(str(path), model_id, base.threads, base.mirror, base.device)
+        analyzer = Analyzer(
+            base.detector,
+            upsample=base.upsample,
+            device=base.device,
+            threads=base.threads,
+            min_face_size=base.min_face_size,
+            landmarker=base.landmarker,
+            embedder=embedder,
+        )
+        self._analyzers[model_id] = analyzer
+        return analyzer
+
     def _install(self, payload: dict[str, Any]) -> None:
-        if str(payload.get("model_id")) != self.model_id:
+        model_id = str(payload.get("model_id"))
+        analyzer = None
+        if self.analyzer is not None:
+            analyzer = self._analyzer_for(model_id)
+        elif model_id != self.model_id:
             raise BadInputError(
                 f"the server's gallery is for model {payload.get('model_id')!r}, this monitor computes "
                 f"{self.model_id!r}: their descriptors cannot be compared"
             )
-        recognizer = GalleryRecognizer(payload)
+        recognizer = GalleryRecognizer(payload, analyzer)
         if recognizer.people == 0:
             log.warning(
                 "the server's gallery has nobody enrolled for model %s: every face will be unknown", self.model_id

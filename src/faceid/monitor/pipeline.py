@@ -372,7 +372,8 @@ class Monitor:
     def _embed(self, candidate: _Candidate) -> FrameDecision:
         recognizer = self.recognizer()
         identify_face = getattr(recognizer, "identify_face", None)
-        if identify_face is not None:  # the recogniser describes faces itself (it follows model versions)
+        # The recogniser describes faces itself when it has its own model (it follows model versions).
+        if identify_face is not None and getattr(recognizer, "analyzer", "own") is not None:
             decision: FrameDecision = identify_face(candidate.frame.rgb, candidate.detection)
             return decision
         faces = self.analyzer.faces_from_detections(candidate.frame.rgb, [candidate.detection])

@@ -162,8 +162,9 @@ class MemoryGallery:
 class GalleryRecognizer:
     """Connected: the server's gallery (``GET /api/v1/gallery/embeddings?include_cohort=true``) in memory."""
 
-    def __init__(self, payload: dict[str, Any]) -> None:
+    def __init__(self, payload: dict[str, Any], analyzer: Any = None) -> None:
         self.model_id = str(payload["model_id"])
+        self.analyzer = analyzer  # describes faces with this gallery's model (None: the pipeline's own)
         self.version = payload.get("version")
         face_ids: list[int] = []
         person_ids: list[int] = []
@@ -203,6 +204,14 @@ class GalleryRecognizer:
     @property
     def people(self) -> int:
         return self.gallery.people_count()
+
+    def identify_face(self, rgb: np.ndarray, detection: Detection) -> FrameDecision:
+        """Describe a face with this gallery's model, then decide (the pipeline asks this when it exists)."""
+        if self.analyzer is None:
+            raise RuntimeError("this gallery has no analyzer of its own")
+        face = self.analyzer.faces_from_detections(rgb, [detection])[0]
+        embedding = np.asarray(face.embedding, np.float32)
+        return replace(self.identify(embedding), embedding=embedding)
 
     def identify(self, embedding: np.ndarray) -> FrameDecision:
         ranked = self.matcher.rank(np.asarray(embedding, np.float32).reshape(-1), 1)

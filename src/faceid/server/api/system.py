@@ -73,6 +73,22 @@ def stats(svc: Svc, _: Viewer) -> dict[str, Any]:
     }
 
 
+@router.get(
+    "/models/{model_id}/onnx",
+    responses={404: {"description": "no such stored version (the built-in model ships with faceid)"}, **ERRORS},
+    summary="A fine-tuned model version's ONNX file (for edge devices following the active version)",
+)
+def model_file(svc: Svc, _: Annotated[Principal, Depends(require(GALLERY))], model_id: str) -> Any:
+    from fastapi.responses import FileResponse
+
+    from faceid.errors import NotFoundError
+
+    version = svc.store.get_version(model_id)
+    if version.onnx_file is None:
+        raise NotFoundError(f"{model_id} is the built-in model: every faceid has it")
+    return FileResponse(svc.store.onnx_path(version), media_type="application/octet-stream")
+
+
 @router.get("/calibration", responses=ERRORS, summary="The decision rule in force: the model's and each camera's")
 def calibration_in_force(svc: Svc, _: Viewer) -> dict[str, Any]:
     """Which calibration decides (shipped with faceid, made by ``faceid calibrate``, or none), its target and
