@@ -11,6 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+# The Hamilton acceptance test uses the monitor tests' gallery: three people enrolled, calibrated on faces-dev.
+from monitor.conftest import calibrated_store_dir  # noqa: F401
+
 from .broker import Mosquitto, Recorder
 
 ADMIN_PASSWORD = "admin-password-1"
