@@ -5,6 +5,7 @@ tests do); a subscriber reads what Home Assistant would."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,7 @@ def test_home_assistant_sees_the_hamilton_clip(
             )
             states = [m.text for m in recorder.on(topic)]
             assert states.index("OFF", states.index("ON")) > states.index("ON")
+        dump = os.environ.get("FACEID_MQTT_DUMP")  # docs/integrations.md shows what this test saw
+        if dump:
+            seen = [{"topic": m.topic, "retain": m.retain, "payload": m.text} for m in recorder.messages]
+            Path(dump).write_text(json.dumps(seen, indent=1))

@@ -218,7 +218,7 @@ class MqttPublisher:
         self._wake.set()
 
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _properties: Any) -> None:
-        if self.connected:
+        if self.connected and not self._stop.is_set():
             log.warning("MQTT: disconnected from %s (%s); events wait in the queue", self.target.redacted(), reason)
         self.connected = False
         self.last_error = f"disconnected: {reason}"
