@@ -13,6 +13,7 @@ import pytest
 from faceid.errors import BadInputError
 from faceid.integrations import IntegrationSettings, MqttTarget
 from faceid.integrations.queue import DurableQueue
+from faceid.integrations.settings import integrations_dir
 
 from .broker import Mosquitto, Recorder
 from .conftest import PUBLIC_URL, enroll, ingest_key, post_event, server_app
@@ -119,7 +120,6 @@ def test_events_wait_for_the_broker(tmp_path: Path, analyzer: Any, broker: Mosqu
         recorder.wait_for(lambda: len({m.json()["idempotency_key"] for m in recorder.on("faceid/events")}) == 20, 60)
         keys = [m.json()["idempotency_key"] for m in recorder.on("faceid/events")]
         assert keys == [f"down-{n}" for n in range(20)]  # in order, once each
-        client.app.state.integrations.mqtt.stop  # noqa: B018 - still running: the lifespan stops it
 
 
 def test_the_queue_survives_a_restart(tmp_path: Path, broker: Mosquitto) -> None:
@@ -168,4 +168,20 @@ def test_bad_settings_are_refused(tmp_path: Path, analyzer: Any) -> None:
         assert answer.status_code == 422 and "mqtt://" in answer.json()["detail"]
         answer = client.put("/api/v1/integrations/mqtt", json={"presence_timeout": 0})
         assert answer.status_code == 422
-    time.sleep(0)
+
+
+def test_the_last_will_says_offline_when_the_server_dies(tmp_path: Path, broker: Mosquitto, recorder: Recorder) -> None:
+    from monitor.conftest import ServerProcess
+
+    data_dir = tmp_path / "data"
+    IntegrationSettings(mqtt_url=broker.url).save(integrations_dir(data_dir))
+    server = ServerProcess(data_dir, tmp_path)
+    server.start()
+    try:
+        recorder.wait_for(lambda: (m := recorder.last("faceid/status")) and m.text == "online", 30, "online")
+        assert server.process is not None
+        server.process.kill()  # no clean stop: only the broker can say it
+        server.process.wait()
+        recorder.wait_for(lambda: recorder.last("faceid/status").text == "offline", 10, "the last will")  # type: ignore[union-attr]
+    finally:
+        server.process = None
