@@ -171,17 +171,36 @@ def test_bad_settings_are_refused(tmp_path: Path, analyzer: Any) -> None:
 
 
 def test_the_last_will_says_offline_when_the_server_dies(tmp_path: Path, broker: Mosquitto, recorder: Recorder) -> None:
-    from monitor.conftest import ServerProcess
+    """``faceid serve --mqtt URL`` publishes; killed without a clean stop, the broker says ``offline`` for it."""
+    from server.conftest import serve
 
-    data_dir = tmp_path / "data"
-    IntegrationSettings(mqtt_url=broker.url).save(integrations_dir(data_dir))
-    server = ServerProcess(data_dir, tmp_path)
-    server.start()
-    try:
+    with serve(tmp_path / "data", None, "--mqtt", broker.url, "--no-warm-up") as server:
         recorder.wait_for(lambda: (m := recorder.last("faceid/status")) and m.text == "online", 30, "online")
-        assert server.process is not None
         server.process.kill()  # no clean stop: only the broker can say it
         server.process.wait()
         recorder.wait_for(lambda: recorder.last("faceid/status").text == "offline", 10, "the last will")  # type: ignore[union-attr]
-    finally:
-        server.process = None
+    saved = IntegrationSettings.load(integrations_dir(tmp_path / "data"))
+    assert saved.mqtt_url == broker.url  # --mqtt is kept for the next start and shown on the admin page
+
+
+def test_serve_refuses_a_bad_broker_url(tmp_path: Path) -> None:
+    from faceid.cli import main
+
+    assert main(["serve", "--mqtt", "ftp://broker", "--data-dir", str(tmp_path)]) == 2
+
+
+def test_events_recorded_in_the_store_by_another_process_are_published(
+    tmp_path: Path, analyzer: Any, broker: Mosquitto, recorder: Recorder
+) -> None:
+    """A standalone monitor or the Frigate bridge writes into the store; the server's change listener finds the
+    event and publishes it like one posted over HTTP."""
+    from faceid.store import Store
+
+    data_dir = tmp_path / "data"
+    with server_app(data_dir, analyzer, broker.url) as client:
+        recorder.wait_for(lambda: recorder.last("faceid/status"), what="online")
+        with Store(data_dir, model_id="test-model") as other:  # another writer on the same SQLite file
+            other.record_event(person_id=None, source="garden", idempotency_key="standalone-1")
+        message = recorder.wait_for(lambda: recorder.last("faceid/events"), what="the event")
+        assert message.json()["idempotency_key"] == "standalone-1" and message.json()["camera"] == "garden"
+        assert client.get("/api/v1/integrations").json()["mqtt"]["connected"]

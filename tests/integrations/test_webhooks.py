@@ -84,7 +84,9 @@ def test_filters(tmp_path: Path, receiver: Receiver) -> None:
         "ada-gate": {"decision": "known", "person_id": 7, "camera": "gate"},
         "split": {"decision": "ambiguous", "person_id": 7, "camera": "door"},
     }
-    matched = {name: {s["id"] for s in hooks.list() if hooks.matches(s, event)} for name, event in events.items()}
+    matched = {
+        name: {s["id"] for s in hooks.subscriptions() if hooks.matches(s, event)} for name, event in events.items()
+    }
     assert matched == {
         "stranger": {unknown_only["id"], everything["id"]},
         "ada-door": {ada_at_door["id"], everything["id"]},

@@ -201,7 +201,7 @@ class Webhooks:
             raise NotFoundError(f"no webhook with id {subscription_id}")
         return self._subscription(row)
 
-    def list(self) -> list[dict[str, Any]]:
+    def subscriptions(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute("SELECT * FROM subscriptions ORDER BY id").fetchall()
         return [self._subscription(r) for r in rows]
@@ -261,7 +261,7 @@ class Webhooks:
 
     def submit(self, payload: dict[str, Any]) -> list[int]:
         """A delivery for every subscription the event matches (once per event and subscription)."""
-        subscriptions = [s for s in self.list() if self.matches(s, payload)]
+        subscriptions = [s for s in self.subscriptions() if self.matches(s, payload)]
         return [self._enqueue(s["id"], str(payload.get("idempotency_key")), "event", payload) for s in subscriptions]
 
     def send_test(self, subscription_id: int) -> int:
@@ -280,7 +280,7 @@ class Webhooks:
             "confidence": None,
             "test": True,
         }
-        return self._enqueue(subscription_id, payload["idempotency_key"], "test", payload)
+        return self._enqueue(subscription_id, str(payload["idempotency_key"]), "test", payload)
 
     def _enqueue(self, subscription_id: int, key: str, kind: str, payload: dict[str, Any]) -> int:
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
@@ -343,7 +343,8 @@ class Webhooks:
     def deliveries(
         self, subscription_id: int | None = None, status: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[dict[str, Any]]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if subscription_id is not None:
             where.append("subscription_id = ?")
             args.append(subscription_id)

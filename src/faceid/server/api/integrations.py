@@ -78,7 +78,7 @@ def set_mqtt(request: Request, body: MqttSettingsIn, its: Its, svc: Svc, princip
 
 @router.get("/webhooks", summary="Webhook subscriptions")
 def list_webhooks(its: Its, _: Admin) -> list[dict[str, Any]]:
-    return its.webhooks.list()
+    return its.webhooks.subscriptions()
 
 
 @router.post("/webhooks", status_code=201, summary="Subscribe a URL to events (the answer holds its secret)")
