@@ -204,3 +204,38 @@ def test_events_recorded_in_the_store_by_another_process_are_published(
         message = recorder.wait_for(lambda: recorder.last("faceid/events"), what="the event")
         assert message.json()["idempotency_key"] == "standalone-1" and message.json()["camera"] == "garden"
         assert client.get("/api/v1/integrations").json()["mqtt"]["connected"]
+
+
+def test_home_assistant_follows_enrollments_and_deletions(
+    tmp_path: Path, analyzer: Any, broker: Mosquitto, recorder: Recorder
+) -> None:
+    def retained() -> dict[str, str]:
+        """What Home Assistant would find on (re)starting: every retained message."""
+        ha = Recorder(broker.port, ["homeassistant/#", "faceid/person/#"], client_id=f"ha-{time.monotonic_ns()}")
+        try:
+            time.sleep(1.0)
+            return {m.topic: m.text for m in ha.messages}
+        finally:
+            ha.close()
+
+    with server_app(tmp_path / "data", analyzer, broker.url) as client:
+        client.app.state.integrations.mqtt.resync_seconds = 0.3
+        key = ingest_key(client)
+        ada = enroll(client, "Ada Lovelace", 1)
+        post_event(client, key, person_id=ada, source="door", idempotency_key="ada-1")
+        recorder.wait_for(lambda: recorder.on("faceid/events"), what="the event")
+        cleo = enroll(client, "Cleo", 2)  # enrolled after the start, never seen yet
+        cleo_config = f"homeassistant/sensor/faceid/person_{cleo}_last_seen/config"
+        recorder.wait_for(lambda: recorder.last(cleo_config), what="Cleo's sensor")
+        assert "Cleo last seen" in recorder.last(cleo_config).text  # type: ignore[union-attr]
+        ada_config = f"homeassistant/sensor/faceid/person_{ada}_last_seen/config"
+        before = retained()
+        assert ada_config in before and f"faceid/person/{ada}/last_seen" in before and cleo_config in before
+
+        assert client.delete(f"/api/v1/people/{ada}").status_code == 200
+        recorder.wait_for(lambda: recorder.last(ada_config).payload == b"", what="Ada's sensor removed")  # type: ignore[union-attr]
+        after = retained()
+        assert ada_config not in after and f"faceid/person/{ada}/last_seen" not in after
+        assert f"faceid/person/{ada}/presence" not in after
+        assert f"homeassistant/binary_sensor/faceid/person_{ada}_presence/config" not in after
+        assert cleo_config in after

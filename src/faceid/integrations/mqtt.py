@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 ON, OFF = "ON", "OFF"
 ONLINE, OFFLINE = "online", "offline"
 WINDOW = 200  # messages handed to the client and not yet acknowledged, at most
+RESYNC_S = 60.0  # how often the discovery configs are compared with the store (new, renamed, deleted people)
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 KEEPALIVE_S = 30
 
@@ -182,6 +183,8 @@ class MqttPublisher:
         self._inflight: list[tuple[Any, int]] = []
         self._last_sent = 0
         self._need_announce = False
+        self.resync_seconds = RESYNC_S
+        self._resynced_at = 0.0
         self._people: dict[int, str] = {}  # announced
         self._cameras: set[str] = set()
         self._off_at: dict[str, float] = {}  # binary sensor state topic -> when it goes off
@@ -238,16 +241,18 @@ class MqttPublisher:
         with self._lock:
             if person_id is not None:
                 if discover and self._people.get(person_id) != name:
-                    messages += [
-                        (t, c, True) for t, c in self.discovery.person(person_id, name or f"person {person_id}")
-                    ]
+                    configs = self.discovery.person(person_id, name or f"person {person_id}")
+                    messages += [(t, c, True) for t, c in configs]
+                    self.queue.remember({t: self._person_states(person_id) for t, _ in configs})
                     self._people[person_id] = name or ""
                 messages.append((self.topics.last_seen(person_id), payload, True))
                 messages.append((self.topics.presence(person_id), ON, True))
                 self._off_at[self.topics.presence(person_id)] = now + self.settings.presence_timeout
             if camera:
                 if discover and camera not in self._cameras:
-                    messages += [(t, c, True) for t, c in self.discovery.camera(camera)]
+                    configs = self.discovery.camera(camera)
+                    messages += [(t, c, True) for t, c in configs]
+                    self.queue.remember({t: self._camera_states(camera) for t, _ in configs})
                     self._cameras.add(camera)
                 label = name if payload.get("known") else "unknown"
                 messages.append((self.topics.last_face(camera), {**payload, "label": label}, True))
@@ -300,6 +305,8 @@ class MqttPublisher:
                 self._expire()
                 if self.connected and self._need_announce:
                     self._announce()
+                elif self.connected and time.monotonic() - self._resynced_at > self.resync_seconds:
+                    self._resync()
                 if self.connected:
                     self._send_more()
                 self._flush_acks()
@@ -310,33 +317,61 @@ class MqttPublisher:
             self._wake.wait(0.2)
             self._wake.clear()
 
+    def _person_states(self, person_id: int) -> list[str]:
+        return [self.topics.last_seen(person_id), self.topics.presence(person_id)]
+
+    def _camera_states(self, camera: str) -> list[str]:
+        return [self.topics.last_face(camera), self.topics.unknown_face(camera)]
+
     def _announce(self) -> None:
         """After every (re)connection: online, the discovery configs, each binary sensor's current state."""
         # Whatever was handed to the client and not acknowledged, the client itself sends again after the
         # reconnection; the rest of the queue follows from where the last connection stopped.
         self._need_announce = False
         self.client.publish(self.topics.status, ONLINE, qos=1, retain=True)
-        people, cameras = self.directory()
+        self._resync(everything=True)
         now = time.monotonic()
         with self._lock:
-            for person_id, name in people:
-                self._people[person_id] = name
-            self._cameras.update(cameras)
-            announced_people, announced_cameras = dict(self._people), set(self._cameras)
-            off_at = dict(self._off_at)
-        if self.settings.discovery:
-            for person_id, name in announced_people.items():
-                for topic, config in self.discovery.person(person_id, name or f"person {person_id}"):
-                    self.client.publish(topic, _json(config), qos=1, retain=True)
-            for camera in announced_cameras:
-                for topic, config in self.discovery.camera(camera):
-                    self.client.publish(topic, _json(config), qos=1, retain=True)
-        for person_id in announced_people:
-            topic = self.topics.presence(person_id)
+            people, cameras, off_at = list(self._people), list(self._cameras), dict(self._off_at)
+        for topic in [self.topics.presence(p) for p in people] + [self.topics.unknown_face(c) for c in cameras]:
             self.client.publish(topic, ON if off_at.get(topic, 0) > now else OFF, qos=1, retain=True)
-        for camera in announced_cameras:
-            topic = self.topics.unknown_face(camera)
-            self.client.publish(topic, ON if off_at.get(topic, 0) > now else OFF, qos=1, retain=True)
+
+    def _resync(self, everything: bool = False) -> None:
+        """Bring Home Assistant's entities in line with the store: configs for people enrolled (or renamed)
+        since, and the configs and retained states of people deleted (and cameras without events) removed."""
+        self._resynced_at = time.monotonic()
+        people, cameras = self.directory()
+        with self._lock:
+            before_people, before_cameras = dict(self._people), set(self._cameras)
+            self._people = {person_id: name for person_id, name in people}
+            self._cameras = set(cameras)
+        if not self.settings.discovery:
+            return
+        wanted: dict[str, tuple[dict[str, Any], list[str], bool]] = {}
+        for person_id, name in people:
+            changed = everything or before_people.get(person_id) != name
+            for topic, config in self.discovery.person(person_id, name or f"person {person_id}"):
+                wanted[topic] = (config, self._person_states(person_id), changed)
+        for camera in cameras:
+            for topic, config in self.discovery.camera(camera):
+                wanted[topic] = (config, self._camera_states(camera), everything or camera not in before_cameras)
+        remembered = self.queue.announced()
+        fresh = {t: states for t, (_, states, changed) in wanted.items() if changed or t not in remembered}
+        for topic in fresh:
+            self.client.publish(topic, _json(wanted[topic][0]), qos=1, retain=True)
+        if fresh:
+            self.queue.remember(fresh)
+        stale = [t for t in remembered if t not in wanted]
+        with self._lock:
+            for topic in stale:
+                for cleared in remembered[topic]:
+                    self._off_at.pop(cleared, None)
+        for topic in stale:  # an empty retained message removes the entity (and the state) in Home Assistant
+            for cleared in [topic, *remembered[topic]]:
+                self.client.publish(cleared, b"", qos=1, retain=True)
+        if stale:
+            self.queue.forget(stale)
+            log.info("MQTT: removed %d discovery configs of people or cameras no longer in the store", len(stale))
 
     def _send_more(self) -> None:
         with self._lock:

@@ -49,6 +49,7 @@ class DurableQueue:
                 created REAL NOT NULL
             );
             CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS announced (topic TEXT PRIMARY KEY, clears TEXT NOT NULL);
             """
         )
         self._db.execute("DELETE FROM seen WHERE at < ?", (time.time() - SEEN_DAYS * 86400,))
@@ -98,6 +99,29 @@ class DurableQueue:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
+            self._db.execute("COMMIT")
+
+    # -- which discovery configs were published (so that those of deleted people can be removed) ----------
+
+    def remember(self, configs: dict[str, list[str]]) -> None:
+        """Discovery config topics published, each with the state topics to clear when it is removed."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO announced (topic, clears) VALUES (?, ?)",
+                [(t, json.dumps(c)) for t, c in configs.items()],
+            )
+            self._db.execute("COMMIT")
+
+    def announced(self) -> dict[str, list[str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT topic, clears FROM announced").fetchall()
+        return {str(t): list(json.loads(c)) for t, c in rows}
+
+    def forget(self, topics: list[str]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM announced WHERE topic = ?", [(t,) for t in topics])
             self._db.execute("COMMIT")
 
     def __len__(self) -> int:
