@@ -239,3 +239,38 @@ def test_home_assistant_follows_enrollments_and_deletions(
         assert f"faceid/person/{ada}/presence" not in after
         assert f"homeassistant/binary_sensor/faceid/person_{ada}_presence/config" not in after
         assert cleo_config in after
+
+
+def test_one_process_publishes_and_another_takes_over(tmp_path: Path, broker: Mosquitto, recorder: Recorder) -> None:
+    """Two server processes on one data folder both see every event; one publishes it. When that one stops,
+    the other takes over."""
+    from faceid.integrations import Integrations
+    from faceid.server.views import event_out
+    from faceid.store import Store
+
+    data_dir = tmp_path / "data"
+    IntegrationSettings(mqtt_url=broker.url).save(integrations_dir(data_dir))
+    with Store(data_dir, model_id="test-model") as store:
+        first, second = Integrations(store), Integrations(store)
+        first.start()
+        second.start()
+        try:
+            assert first.leader and not second.leader
+            event = json.loads(
+                json.dumps(event_out(store.record_event(person_id=None, source="door", idempotency_key="e-1")))
+            )
+            first.on_event(event)
+            second.on_event(event)
+            recorder.wait_for(lambda: recorder.on("faceid/events"), what="the event")
+            first.stop()
+            recorder.wait_for(lambda: second.leader, 15, "the second process to take over")
+            event = json.loads(
+                json.dumps(event_out(store.record_event(person_id=None, source="door", idempotency_key="e-2")))
+            )
+            second.on_event(event)
+            recorder.wait_for(lambda: len(recorder.on("faceid/events")) == 2, what="the second event")
+            time.sleep(0.5)
+            assert [m.json()["idempotency_key"] for m in recorder.on("faceid/events")] == ["e-1", "e-2"]
+        finally:
+            first.stop()
+            second.stop()

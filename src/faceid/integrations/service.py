@@ -12,7 +12,7 @@ from typing import IO, Any
 from faceid.integrations.mqtt import MqttPublisher
 from faceid.integrations.payloads import event_payload
 from faceid.integrations.queue import DurableQueue
-from faceid.integrations.settings import IntegrationSettings, integrations_dir
+from faceid.integrations.settings import SETTINGS_FILE, IntegrationSettings, integrations_dir
 from faceid.integrations.webhooks import RetryPolicy, Webhooks
 from faceid.store import Store
 
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 QUEUE_FILE = "mqtt-queue.sqlite3"
 WEBHOOKS_FILE = "webhooks.sqlite3"
 LEADER_FILE = "leader.lock"
+WATCH_S = 5.0
 
 
 def store_directory(store: Store) -> tuple[list[tuple[int, str]], list[str]]:
@@ -55,6 +56,9 @@ class Integrations:
         self._lock = threading.Lock()
         self._leader_file: IO[Any] | None = None
         self.leader = False
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._settings_mtime = self._mtime()
 
     def _policy(self) -> RetryPolicy:
         return RetryPolicy(self.settings.webhook_retry_base, self.settings.webhook_max_attempts)
@@ -62,14 +66,44 @@ class Integrations:
     # -- life -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.leader = self._take_leadership()
+        self._stop.clear()
+        self._lead()
         if not self.leader:
             log.info("another faceid process on this data folder publishes the events; this one stays passive")
-            return
-        self._start_mqtt()
-        self.webhooks.start()
+        self._watcher = threading.Thread(target=self._watch, name="faceid-integrations", daemon=True)
+        self._watcher.start()
+
+    def _lead(self) -> None:
+        self.leader = self._take_leadership()
+        if self.leader:
+            self._start_mqtt()
+            self.webhooks.start()
+
+    def _mtime(self) -> float:
+        try:
+            return (self.folder / SETTINGS_FILE).stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def _watch(self) -> None:
+        """Every few seconds: settings saved by another process (its admin page) are applied here, and a
+        passive process takes over when the leader has gone."""
+        while not self._stop.wait(WATCH_S):
+            try:
+                if not self.leader:
+                    self._lead()
+                mtime = self._mtime()
+                if mtime != self._settings_mtime:
+                    self._settings_mtime = mtime
+                    self.configure(IntegrationSettings.load(self.folder), save=False)
+            except Exception as error:
+                log.warning("integrations: %s", error)
 
     def stop(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
+            self._watcher = None
         with self._lock:
             if self.mqtt is not None:
                 self.mqtt.stop()
@@ -112,10 +146,12 @@ class Integrations:
             self.mqtt.start()
             log.info("publishing events to %s", target.redacted())
 
-    def configure(self, settings: IntegrationSettings) -> None:
+    def configure(self, settings: IntegrationSettings, *, save: bool = True) -> None:
         """New settings from the admin page: saved, and the MQTT publisher restarted with them."""
         settings.validate()
-        settings.save(self.folder)
+        if save:
+            settings.save(self.folder)
+            self._settings_mtime = self._mtime()
         self.settings = settings
         self.webhooks.policy = self._policy()
         if not self.leader:
