@@ -142,7 +142,11 @@ class Integrations:
             if self._queue is None:
                 self._queue = DurableQueue(self.folder / QUEUE_FILE, self.settings.queue_max)
             self._queue.max_rows = self.settings.queue_max
-            self.mqtt = MqttPublisher(target, self.settings, self._queue, lambda: store_directory(self.store))
+            try:
+                self.mqtt = MqttPublisher(target, self.settings, self._queue, lambda: store_directory(self.store))
+            except ImportError:
+                log.error("MQTT needs paho-mqtt: pip install 'faceid[integrations]'; events are not published")
+                return
             self.mqtt.start()
             log.info("publishing events to %s", target.redacted())
 
