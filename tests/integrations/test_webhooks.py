@@ -141,3 +141,24 @@ def test_admin_api_dead_letters_retry_and_send_test(tmp_path: Path, analyzer: An
         assert client.delete(f"/api/v1/webhooks/{hook['id']}").status_code == 200
         assert client.get(f"/api/v1/webhooks/{hook['id']}").status_code == 404
         assert client.get("/api/v1/integrations").json()["webhooks"]["subscriptions"] == 0
+
+
+def test_a_receiver_that_never_answers_holds_up_no_other(tmp_path: Path, receiver: Receiver) -> None:
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections are queued by the kernel, never answered
+    hooks = Webhooks(tmp_path / "webhooks.sqlite3", RetryPolicy(base=60, max_attempts=2))
+    hooks.start()
+    try:
+        hooks.create(f"http://127.0.0.1:{silent.getsockname()[1]}/hook", name="silent")
+        hooks.create(receiver.url, name="fine")
+        for n in range(3):
+            hooks.submit({"idempotency_key": f"k-{n}", "decision": "unknown"})
+        started = time.monotonic()
+        wait(lambda: len(receiver.succeeded()) == 3, timeout=8)
+        assert time.monotonic() - started < 5  # not after the silent one's 10 s timeouts
+    finally:
+        hooks.close()
+        silent.close()

@@ -30,6 +30,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ TIMEOUT_S = 10.0
 MAX_DELAY_S = 3600.0
 DECISIONS = ("known", "unknown", "ambiguous")
 LOG_KEEP_DAYS = 30
+WORKERS = 4  # subscriptions delivered to at the same time
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -109,6 +111,8 @@ class Webhooks:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._busy: set[int] = set()  # subscriptions whose deliveries a worker is sending
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -369,6 +373,7 @@ class Webhooks:
 
     def start(self) -> None:
         self._stop.clear()
+        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="faceid-webhook")
         self._thread = threading.Thread(target=self._run, name="faceid-webhooks", daemon=True)
         self._thread.start()
 
@@ -378,6 +383,9 @@ class Webhooks:
         if self._thread is not None:
             self._thread.join(timeout=TIMEOUT_S + 2)
             self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def close(self) -> None:
         self.stop()
@@ -395,22 +403,41 @@ class Webhooks:
             self._wake.clear()
 
     def deliver_due(self) -> float:
-        """Attempt every delivery that is due; answers how long until the next one is."""
+        """Start every delivery that is due, each subscription's in order on one worker (a slow or dead
+        receiver holds up only its own deliveries); answers how long until the next one is due."""
         now = time.time()
         with self._lock:
             rows = self._db.execute(
-                "SELECT d.id, d.body, d.kind, d.attempts, s.url, s.secret FROM deliveries d "
+                "SELECT d.id, d.subscription_id, d.body, d.kind, d.attempts, s.url, s.secret FROM deliveries d "
                 "JOIN subscriptions s ON s.id = d.subscription_id "
-                "WHERE d.status = 'pending' AND d.next_at <= ? ORDER BY d.next_at LIMIT 50",
+                "WHERE d.status = 'pending' AND d.next_at <= ? ORDER BY d.next_at LIMIT 200",
                 (now,),
             ).fetchall()
+        by_subscription: dict[int, list[sqlite3.Row]] = {}
         for row in rows:
-            if self._stop.is_set():
-                break
-            self._attempt(row)
+            by_subscription.setdefault(int(row["subscription_id"]), []).append(row)
+        for subscription_id, due in by_subscription.items():
+            with self._lock:
+                if subscription_id in self._busy or self._pool is None:
+                    continue
+                self._busy.add(subscription_id)
+            self._pool.submit(self._work, subscription_id, due)
         with self._lock:
             due = self._db.execute("SELECT min(next_at) FROM deliveries WHERE status = 'pending'").fetchone()[0]
         return 1.0 if due is None else max(0.01, min(1.0, float(due) - time.time()))
+
+    def _work(self, subscription_id: int, rows: list[sqlite3.Row]) -> None:
+        try:
+            for row in rows:
+                if self._stop.is_set():
+                    break
+                self._attempt(row)
+        except Exception as error:
+            log.warning("webhooks: %s", error, exc_info=True)
+        finally:
+            with self._lock:
+                self._busy.discard(subscription_id)
+            self._wake.set()
 
     def _attempt(self, row: sqlite3.Row) -> None:
         body = bytes(row["body"])
