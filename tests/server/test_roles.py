@@ -69,6 +69,17 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any], bool]] = [
     ("GET", "/api/v1/metrics", "view", {}, True),
     ("GET", "/api/v1/stats", "view", {}, True),
     ("GET", "/api/v1/gallery/embeddings", "gallery", {}, True),
+    ("GET", "/api/v1/integrations", "admin", {}, True),
+    ("PUT", "/api/v1/integrations/mqtt", "admin", {"json": {"presence_timeout": 0}}, True),
+    ("GET", "/api/v1/webhooks", "admin", {}, True),
+    ("POST", "/api/v1/webhooks", "admin", {"json": {}}, True),
+    ("GET", "/api/v1/webhooks/deliveries", "admin", {}, True),
+    ("GET", f"/api/v1/webhooks/deliveries/{MISSING}", "admin", {}, True),
+    ("POST", f"/api/v1/webhooks/deliveries/{MISSING}/retry", "admin", {}, True),
+    ("GET", f"/api/v1/webhooks/{MISSING}", "admin", {}, True),
+    ("PATCH", f"/api/v1/webhooks/{MISSING}", "admin", {"json": {}}, True),
+    ("DELETE", f"/api/v1/webhooks/{MISSING}", "admin", {}, True),
+    ("POST", f"/api/v1/webhooks/{MISSING}/test", "admin", {}, True),
 ]
 
 

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "faceid.cli.train_commands",
     "faceid.cli.monitor_commands",
     "faceid.cli.viz_commands",
+    "faceid.cli.integrations_commands",
 ]
 
 log = logging.getLogger("faceid")

@@ -47,6 +47,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.max_upload_mb <= 0:
         raise CommandError("--max-upload-mb must be positive")
     trusted_proxies = ",".join(p.strip() for p in args.forwarded_allow_ips.split(",") if p.strip())
+    if args.mqtt:
+        from faceid.integrations import MqttTarget
+
+        MqttTarget.parse(args.mqtt)  # a bad URL ends here, with exit code 2
     config = ServerConfig(
         data_dir=args.data_dir,
         db=args.db,
@@ -55,6 +59,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         secure_cookies=True if args.secure_cookies else None,
         warm_up=not args.no_warm_up,
+        mqtt=args.mqtt,
+        public_url=args.public_url,
     )
     logging.getLogger("faceid").setLevel(min(logging.getLogger("faceid").getEffectiveLevel(), logging.INFO))
     # The first admin is created here rather than by the app, so that its password is printed, not logged.
@@ -216,6 +222,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "e.g. 127.0.0.1 (default: none, the headers are ignored)",
     )
     serve.add_argument("--no-warm-up", action="store_true", help="load models on the first request instead")
+    serve.add_argument(
+        "--mqtt", metavar="URL", help="publish events to this broker: mqtt://user:pass@host:1883/prefix (saved)"
+    )
+    serve.add_argument("--public-url", help="this server's address as others reach it, for links in events (saved)")
     serve.set_defaults(handler=_cmd_serve)
 
     user = subparsers.add_parser("user", help="manage the server's users")

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import faceid
+from faceid.integrations import Integrations
 from faceid.server import errors
 from faceid.server.api import api_router
 from faceid.server.config import ServerConfig
@@ -99,6 +100,8 @@ def create_app(config: ServerConfig | None = None, *, analyzer: Analyzer | None 
     if generated:
         log.warning("created the user 'admin' with the generated password %s; it is not shown again", generated)
     hub = EventHub()
+    integrations = open_integrations(store, config)
+    hub.add_listener(integrations.on_event)
     changes = ChangeListener(store, hub, lambda record: events_out(store, [record])[0], config.poll_seconds)
     metrics = Metrics()
     metrics.add_store(StoreCollector(store.stats, lambda: hub.subscriber_count))
@@ -118,6 +121,7 @@ def create_app(config: ServerConfig | None = None, *, analyzer: Analyzer | None 
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         hub.bind(asyncio.get_running_loop())
         changes.start()
+        integrations.start()
         if config.warm_up:
             await run_in_threadpool(warm_up, store)
         log.info("serving %r", store)
@@ -126,6 +130,7 @@ def create_app(config: ServerConfig | None = None, *, analyzer: Analyzer | None 
         finally:
             hub.close()
             changes.stop()
+            integrations.stop()
             store.close()
 
     app = FastAPI(
@@ -140,6 +145,7 @@ def create_app(config: ServerConfig | None = None, *, analyzer: Analyzer | None 
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.integrations = integrations
     app.state.thumbnails = Thumbnails()
     errors.install(app)
     app.include_router(api_router())
@@ -150,6 +156,20 @@ def create_app(config: ServerConfig | None = None, *, analyzer: Analyzer | None 
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def open_integrations(store: Store, config: ServerConfig) -> Integrations:
+    """MQTT and webhooks, with the saved settings; ``--mqtt`` and ``--public-url`` replace theirs."""
+    from faceid.integrations.settings import IntegrationSettings, integrations_dir
+
+    folder = integrations_dir(store.data_dir)
+    settings = IntegrationSettings.load(folder)
+    if config.mqtt is not None or config.public_url is not None:
+        settings.mqtt_url = config.mqtt if config.mqtt is not None else settings.mqtt_url
+        settings.public_url = config.public_url if config.public_url is not None else settings.public_url
+        settings.validate()
+        settings.save(folder)
+    return Integrations(store, settings, folder=folder)
 
 
 def app_from_env() -> FastAPI:

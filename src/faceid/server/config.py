@@ -32,6 +32,10 @@ class ServerConfig:
     poll_seconds: float = 0.5
     # Photos analysed at once; more only queue for the same cores. Default: the number of cores.
     analysis_slots: int | None = None
+    # MQTT broker (``mqtt://user:pass@host:1883/prefix``) and the server's address for links in events; None
+    # keeps what an admin saved on the Integrations page.
+    mqtt: str | None = field(default=None, repr=False)
+    public_url: str | None = None
 
     def resolved_admin_password(self) -> str | None:
         return self.admin_password or os.environ.get(ADMIN_PASSWORD_ENV) or None

@@ -40,6 +40,7 @@ class EventHub:
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._seen: OrderedDict[int, None] = OrderedDict()
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -65,10 +66,16 @@ class EventHub:
                 self._seen.popitem(last=False)
             return True
 
+    def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Also hand every new event, once, to ``listener`` (MQTT, webhooks), on the publishing thread."""
+        self._listeners.append(listener)
+
     def publish(self, event: dict[str, Any]) -> None:
         """Deliver an event (a JSON-ready dict with an ``id``) to every feed; from any thread."""
         if not self._first_time(int(event["id"])):
             return
+        for listener in self._listeners:
+            listener(event)
         loop = self._loop
         if loop is None or loop.is_closed():
             return

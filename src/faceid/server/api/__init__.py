@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from faceid.server.api import accounts, events, people, recognition, system
+from faceid.server.api import accounts, events, integrations, people, recognition, system
 
 
 def api_router() -> APIRouter:
     router = APIRouter(prefix="/api/v1")
-    for module in (accounts, people, recognition, events, system):
+    for module in (accounts, people, recognition, events, system, integrations):
         router.include_router(module.router)
     return router

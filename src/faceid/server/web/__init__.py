@@ -28,6 +28,7 @@ NAV = [
     ("/admin/users", "Users", "admin"),
     ("/admin/keys", "API keys", "admin"),
     ("/admin/audit", "Audit log", "admin"),
+    ("/admin/integrations", "Integrations", "admin"),
 ]
 
 
@@ -134,6 +135,10 @@ def web_router() -> APIRouter:
     @router.get("/admin/audit")
     def audit(request: Request) -> Response:
         return _render(request, "audit.html", "Audit log", role="admin")
+
+    @router.get("/admin/integrations")
+    def integrations(request: Request) -> Response:
+        return _render(request, "integrations.html", "Integrations", role="admin")
 
     @router.get("/api/docs")
     def api_docs(request: Request) -> Response:
