@@ -155,3 +155,12 @@ DLIB_PAIRWISE_MARGIN = 0.04
 # Views of each training photo whose frozen-part output is cached: the chip and its mirror image. Two small
 # random re-alignments on top (4 views) did not help and doubled the caching time.
 FINETUNE_VIEWS = 2
+
+# --- The GPU path through PyTorch (faceid.models.torch_runtime; bench/gpu_rows.py, bench/RESULTS.md "GPU") ---
+
+# Precision of the descriptor when `--device cuda` runs it through PyTorch (no onnxruntime-gpu). On an NVIDIA
+# H200, fp16 with channels-last tensors gave the same pairs accuracy as ONNX Runtime CPU fp32 and changed 2 of
+# 18,336 pair decisions at 0.6, at 1.6x fp32's throughput at batch 1024 (bench/RESULTS.md, "GPU").
+TORCH_CUDA_DESCRIPTOR_PRECISION = "fp16"
+# Small batches replay captured CUDA graphs: batch 1 went from 2.2 ms (launch-bound) to 0.43 ms on the H200.
+TORCH_CUDA_GRAPHS = True
