@@ -70,14 +70,17 @@ def _module_class() -> type:
             self.compute_dtype = dtype
             self.channels_last = channels_last
             self.names: dict[str, str] = {}
+            # Integer initializers (pads, shapes) stay on the host as numpy: reading them back from the GPU
+            # would synchronise every call, and is not allowed while a CUDA graph is being captured.
+            self.constants: dict[str, np.ndarray] = {}
             for i, tensor in enumerate(graph.initializer):
-                array = numpy_helper.to_array(tensor)
-                value = torch.from_numpy(np.array(array))
-                if value.is_floating_point():
-                    value = value.to(dtype)
+                array = np.array(numpy_helper.to_array(tensor))
+                if not np.issubdtype(array.dtype, np.floating):
+                    self.constants[tensor.name] = array
+                    continue
                 key = f"t{i}"
                 self.names[tensor.name] = key
-                self.register_buffer(key, value, persistent=False)
+                self.register_buffer(key, torch.from_numpy(array).to(dtype), persistent=False)
             initialized = {t.name for t in graph.initializer}
             self.input_names = [i.name for i in graph.input if i.name not in initialized]
             self.output_names = [o.name for o in graph.output]
@@ -104,7 +107,7 @@ def _module_class() -> type:
                 "Flatten": lambda x, a: x.flatten(int(a.get("axis", 1))),
                 "MatMul": lambda x, y, a: x @ y,
                 "Gemm": self._gemm,
-                "Reshape": lambda x, shape, a: x.reshape([int(s) for s in shape.tolist()]),
+                "Reshape": lambda x, shape, a: x.reshape([int(s) for s in np.asarray(shape).tolist()]),
             }
 
         def _cast(self, x: torch.Tensor, a: dict[str, Any]) -> torch.Tensor:
@@ -163,12 +166,12 @@ def _module_class() -> type:
                 count_include_pad=bool(a.get("count_include_pad", 0)),
             )
 
-        def _pad(self, x: torch.Tensor, pads: torch.Tensor, *rest: Any) -> torch.Tensor:
+        def _pad(self, x: torch.Tensor, pads: np.ndarray, *rest: Any) -> torch.Tensor:
             a = rest[-1]
             value = float(rest[0]) if len(rest) > 1 and rest[0] is not None else 0.0
             if a.get("mode", b"constant") not in (b"constant", "constant"):
                 raise ModelUnavailableError("the PyTorch runtime pads with constants only")
-            p = [int(v) for v in pads.tolist()]
+            p = [int(v) for v in np.asarray(pads).tolist()]
             n = len(p) // 2
             flat: list[int] = []
             for axis in reversed(range(n)):  # F.pad takes the last axis first
@@ -192,6 +195,7 @@ def _module_class() -> type:
 
         def forward(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
             values: dict[str, Any] = {name: self.get_buffer(key) for name, key in self.names.items()}
+            values.update(self.constants)
             for name, value in zip(self.input_names, inputs, strict=True):
                 values[name] = value.to(self.compute_dtype) if value.is_floating_point() else value
             ops = self._ops()
@@ -257,6 +261,9 @@ class TorchSession:
             raise ValueError("fp16 runs on a CUDA device only")
         if threads:
             torch.set_num_threads(threads)
+        if device.startswith("cuda"):
+            # Fixed shapes (a few batch sizes): let cuDNN pick the fastest convolution algorithm for each.
+            torch.backends.cudnn.benchmark = True
         self.path = Path(path)
         self.device = device
         self.precision = precision
@@ -313,8 +320,7 @@ class TorchSession:
             array = np.ascontiguousarray(inputs[name])
             tensor = torch.from_numpy(array)
             if self.cuda:
-                tensor = tensor.pin_memory() if array.nbytes >= 1 << 20 else tensor
-                tensor = tensor.to(self._torch_device, non_blocking=True)
+                tensor = tensor.to(self._torch_device)
             tensors.append(tensor)
         with self._lock:
             outputs = self.run_tensors(*tensors)
