@@ -44,7 +44,8 @@ def detector_signature(detector: Detector) -> str:
     settings = {
         key: value
         for key, value in sorted(vars(detector).items())
-        if not key.startswith("_") and isinstance(value, str | int | float | bool | tuple | dict)
+        if not key.startswith("_")
+        and isinstance(value, str | int | float | bool | tuple | dict)
         and key not in ("device", "threads")
     }
     return f"{detector.name}{settings}"

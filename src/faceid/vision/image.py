@@ -68,9 +68,7 @@ def _pil_to_rgb(image: Image.Image, name: str, max_pixels: int) -> np.ndarray:
     if width <= 0 or height <= 0:
         raise ImageError(f"{name}: image has no pixels")
     if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"{name}: image is {width}x{height} pixels, over the limit of {max_pixels} pixels"
-        )
+        raise ImageTooLargeError(f"{name}: image is {width}x{height} pixels, over the limit of {max_pixels} pixels")
     try:
         image.load()
         image = ImageOps.exif_transpose(image) or image
