@@ -14,33 +14,27 @@ Compiled functions are cached on disk (numba's cache), so only the first run on 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+from functools import cache
 from typing import Any
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-try:  # pragma: no branch
-    if os.environ.get("FACEID_NO_JIT"):
-        raise ImportError("FACEID_NO_JIT is set")
+# numba is imported (and the loops compiled, or loaded from numba's cache) on first use, not at import.
+AVAILABLE = importlib.util.find_spec("numba") is not None and not os.environ.get("FACEID_NO_JIT")
+
+
+@cache
+def _compiled(name: str) -> Any:
     import numba
 
-    AVAILABLE = True
-except ImportError as error:  # numba missing or switched off: the numpy code runs
-    numba = None
-    AVAILABLE = False
-    log.debug("numba kernels off: %s", error)
+    return numba.njit(cache=True, nogil=True)(globals()[name])
 
 
-def _njit(function: Any) -> Any:
-    if numba is None:
-        return function
-    return numba.njit(cache=True, nogil=True)(function)
-
-
-@_njit
 def _shape_predictor(
     image: np.ndarray,  # (H, W, C) uint8, C = 1 or 3
     rects: np.ndarray,  # (F, 4) float64 left top right bottom (dlib's inclusive)
@@ -114,7 +108,6 @@ def _shape_predictor(
     return out
 
 
-@_njit
 def _sample_bilinear(
     source: np.ndarray,  # (H, W, C) uint8
     linear: np.ndarray,  # (2, 2) float64
@@ -160,10 +153,10 @@ def _sample_bilinear(
 def shape_predictor(image: np.ndarray, rects: np.ndarray, arrays: tuple[np.ndarray, ...], subpixel: bool) -> np.ndarray:
     """(F, N, 2) float32 landmarks; ``arrays`` as prepared by ShapePredictorLandmarker."""
     grid = image if image.ndim == 3 else image[:, :, None]
-    return _shape_predictor(grid, np.ascontiguousarray(rects, np.float64), *arrays, subpixel)  # type: ignore[no-any-return]
+    return _compiled("_shape_predictor")(grid, np.ascontiguousarray(rects, np.float64), *arrays, subpixel)  # type: ignore[no-any-return]
 
 
 def sample_bilinear(source: np.ndarray, linear: np.ndarray, offset: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    return _sample_bilinear(  # type: ignore[no-any-return]
+    return _compiled("_sample_bilinear")(  # type: ignore[no-any-return]
         source, np.ascontiguousarray(linear, np.float64), np.ascontiguousarray(offset, np.float64), rows, cols
     )
