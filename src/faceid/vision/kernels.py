@@ -42,8 +42,8 @@ def _shape_predictor(
     similarity_weights: np.ndarray,  # (2N, 2) float64
     deltas: np.ndarray,  # (C, P, 2) float32
     anchor: np.ndarray,  # (C, P) intp
-    split_a: np.ndarray,  # (C, T, S) intp
-    split_b: np.ndarray,  # (C, T, S) intp
+    split_a: np.ndarray,  # (C, T, S) int16
+    split_b: np.ndarray,  # (C, T, S) int16
     threshold: np.ndarray,  # (C, T, S) float32
     leaf_values: np.ndarray,  # (C, T, L, 2N) float32
     subpixel: bool,
