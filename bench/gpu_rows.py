@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -212,6 +213,7 @@ def finetune_section(data: Path, out: Path, device: str, steps: int, run_dir: Pa
     from faceid.train.trainer import TrainSettings
 
     started = time.monotonic()
+    shutil.rmtree(run_dir, ignore_errors=True)  # a run folder left by an earlier run would be resumed, not redone
     pairs = data / "pairs.txt"
     held = sorted(names_in_pairs(pairs, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}))
     dataset = read_dataset(data, "folders")
