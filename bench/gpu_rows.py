@@ -235,6 +235,62 @@ def finetune_section(data: Path, out: Path, device: str, steps: int, run_dir: Pa
     return summary
 
 
+def _clip_frames(clip: Path) -> list[np.ndarray]:
+    try:
+        import av
+
+        with av.open(str(clip)) as container:
+            return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except ImportError:  # OpenCV's ffmpeg reads it too
+        import cv2
+
+        capture = cv2.VideoCapture(str(clip))
+        frames = []
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            frames.append(np.ascontiguousarray(bgr[:, :, ::-1]))
+        return frames
+
+
+def analyze_section(clip: Path, out: Path, rounds: int = 3) -> dict[str, Any]:
+    """``Analyzer.analyze`` frame by frame on a clip, descriptor on the CPU and on the GPU, interleaved."""
+    import faceid
+
+    frames = _clip_frames(clip)
+    analyzers = {"cpu": faceid.Analyzer(), CHECK["device"]: faceid.Analyzer(device=CHECK["device"])}
+    for analyzer in analyzers.values():
+        analyzer.warm_up()
+        for frame in frames[:8]:
+            analyzer.analyze(frame)
+    rates: dict[str, list[float]] = {name: [] for name in analyzers}
+    faces: dict[str, list[Any]] = {}
+    for _ in range(rounds):
+        for name, analyzer in analyzers.items():
+            start = time.perf_counter()
+            faces[name] = [analyzer.analyze(frame) for frame in frames]
+            rates[name].append(len(frames) / (time.perf_counter() - start))
+    cosines = [
+        float(np.dot(a.embedding, b.embedding) / np.linalg.norm(a.embedding) / np.linalg.norm(b.embedding))
+        for fa, fb in zip(faces["cpu"], faces[CHECK["device"]], strict=True)
+        for a, b in zip(fa, fb, strict=False)
+    ]
+    embedder = analyzers[CHECK["device"]].embedder
+    result = {
+        "frames": len(frames),
+        "size": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
+        "faces": {name: sum(len(f) for f in found) for name, found in faces.items()},
+        "fps": {name: [round(r, 1) for r in values] for name, values in rates.items()},
+        "fps_median": {name: round(statistics.median(values), 1) for name, values in rates.items()},
+        "min_cosine_cpu_vs_gpu": min(cosines) if cosines else None,
+        "gpu_session": getattr(getattr(embedder, "session", None), "providers", None),
+    }
+    _write(out, "analyze", result)
+    print(json.dumps(result), flush=True)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, type=Path, help="faces-dev-layout folder with a pairs.txt")
@@ -243,6 +299,7 @@ def main() -> int:
     parser.add_argument("--cpu-steps", type=int, default=0, help="also fine-tune on the CPU for this many steps")
     parser.add_argument("--skip", default="", help="sections to skip: runtimes,variants,finetune")
     parser.add_argument("--cpu-check", action="store_true", help="try the script on the CPU (no GPU figures)")
+    parser.add_argument("--clip", type=Path, default=None, help="a video: Analyzer.analyze fps, CPU against GPU")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -264,6 +321,8 @@ def main() -> int:
             lambda: finetune_section(args.data, args.out, CHECK["device"], args.steps, Path("/tmp/gpu-ft-cuda")),
         ),
     ]
+    if args.clip is not None:
+        sections.insert(0, ("analyze", lambda: analyze_section(args.clip, args.out)))
     if args.cpu_steps:
         sections.append(
             (
