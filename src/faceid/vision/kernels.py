@@ -42,14 +42,13 @@ def _shape_predictor(
     similarity_weights: np.ndarray,  # (2N, 2) float64
     deltas: np.ndarray,  # (C, P, 2) float32
     anchor: np.ndarray,  # (C, P) intp
-    split_a: np.ndarray,  # (C, T, S) int16
-    split_b: np.ndarray,  # (C, T, S) int16
-    threshold: np.ndarray,  # (C, T, S) float32
+    node_threshold: np.ndarray,  # (C, T, S, 2) float32: [..., 0] the split's threshold
+    node_pixels: np.ndarray,  # the same memory as int32: [..., 1] its two feature pixels, a | b << 16
     leaf_values: np.ndarray,  # (C, T, L, 2N) float32
     subpixel: bool,
 ) -> np.ndarray:
     faces = rects.shape[0]
-    cascades, trees, splits = threshold.shape
+    cascades, trees, splits = node_threshold.shape[:3]
     pixels = deltas.shape[1]
     coordinates = initial_shape.shape[0]
     height, width, channels = image.shape
@@ -90,7 +89,9 @@ def _shape_predictor(
             for t in range(trees):
                 node = 0
                 while node < splits:
-                    if values[split_a[level, t, node]] - values[split_b[level, t, node]] > threshold[level, t, node]:
+                    # One 8-byte record per split: a tree's path stays within two cache lines.
+                    pair = node_pixels[level, t, node, 1]
+                    if values[pair & 0xFFFF] - values[pair >> 16] > node_threshold[level, t, node, 0]:
                         node = 2 * node + 1
                     else:
                         node = 2 * node + 2

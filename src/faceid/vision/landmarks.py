@@ -81,7 +81,11 @@ class ShapePredictorLandmarker:
         self.subpixel = subpixel
         if compiled and not kernels.AVAILABLE:
             raise ValueError("compiled landmarks need numba (pip install numba)")
-        self.compiled = kernels.AVAILABLE if compiled is None else compiled
+        # The compiled loop packs two feature-pixel indices into an int32 (dlib's models use a few hundred).
+        fits = self.model.pixels_per_cascade < 1 << 15
+        if compiled and not fits:
+            raise ValueError("compiled landmarks take models of fewer than 32768 feature pixels per cascade")
+        self.compiled = (kernels.AVAILABLE and fits) if compiled is None else compiled
         m = self.model
         if m.splits_per_tree > _MAX_SPLITS_FOR_TABLE:
             raise ValueError(f"trees with {m.splits_per_tree} splits are not supported (at most 15)")
@@ -117,16 +121,20 @@ class ShapePredictorLandmarker:
         self._leaf_columns = np.ascontiguousarray(
             m.leaf_values.reshape(m.num_cascades, m.trees_per_cascade * leaves, -1).transpose(0, 2, 1)
         )
+        nodes = np.zeros((*m.split_threshold.shape, 2), np.float32)
+        nodes[..., 0] = m.split_threshold
+        packed = m.split_pixel_a.astype(np.int32) | (m.split_pixel_b.astype(np.int32) << 16)
+        nodes.view(np.int32)[..., 1] = packed
         self._kernel_arrays = (
             np.ascontiguousarray(m.initial_shape, np.float32),
             np.ascontiguousarray(self._similarity_weights, np.float64),
             np.ascontiguousarray(m.deltas, np.float32),
             np.ascontiguousarray(m.anchor_idx, np.intp),
-            # int16 (800 feature pixels): a tree's splits then fit in a cache line per array. The walk is bound by
-            # memory when other work has pushed these 6 MB of tables out of the caches between faces.
-            np.ascontiguousarray(m.split_pixel_a, np.int16),
-            np.ascontiguousarray(m.split_pixel_b, np.int16),
-            np.ascontiguousarray(m.split_threshold, np.float32),
+            # Each split as one 8-byte record (threshold, and both feature pixels packed in an int32), read through
+            # two views of the same memory: the tree walk is bound by memory when the other models have pushed
+            # these tables (6 MB) out of the caches between faces.
+            nodes,
+            nodes.view(np.int32),
             np.ascontiguousarray(m.leaf_values, np.float32),
         )
 
