@@ -32,7 +32,11 @@ AVAILABLE = importlib.util.find_spec("numba") is not None and not os.environ.get
 def _compiled(name: str) -> Any:
     import numba
 
-    return numba.njit(cache=True, nogil=True)(globals()[name])
+    try:
+        return numba.njit(cache=True, nogil=True)(globals()[name])
+    except RuntimeError as error:  # no writable cache folder (read-only install and home): compile every run
+        log.warning("numba cannot cache %s (%s); it is compiled on each start", name, error)
+        return numba.njit(nogil=True)(globals()[name])
 
 
 def _shape_predictor(
