@@ -239,7 +239,7 @@ def _cmd_versions_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_versions_activate(args: argparse.Namespace) -> int:
-    with _open_versions(args) as store:
+    with _open_versions(args, args.device) as store:
         outcome = store.activate(args.version, progress=_progress(args))
     if args.json:
         print_json(outcome)
@@ -364,6 +364,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "activate", help="re-embed every face with VERSION, then switch to it at once (search keeps answering)"
     )
     activate.add_argument("version", metavar="VERSION")
+    activate.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "tensorrt"],
+        default="cpu",
+        help="re-embed on this device (cuda: ONNX Runtime's CUDA provider, else the descriptor through PyTorch)",
+    )
     rollback = actions.add_parser("rollback", help="activate the active version's parent again")
     delete = actions.add_parser("delete", help="delete a version that is not active (its file and kept embeddings)")
     delete.add_argument("version", metavar="VERSION")

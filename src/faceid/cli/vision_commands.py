@@ -21,7 +21,12 @@ def add_analyzer_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR, help="face detector")
     group.add_argument("--upsample", type=int, default=0, help="mmod: upsample the image 2x this many times")
     group.add_argument("--mirror", action="store_true", help="average each descriptor with its mirror image's")
-    group.add_argument("--device", default="cpu", help="ONNX Runtime device: cpu, cuda or tensorrt")
+    group.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda or tensorrt (ONNX Runtime's providers; cuda without onnxruntime-gpu runs the descriptor "
+        "through PyTorch on the GPU where a CUDA build of torch is installed)",
+    )
     group.add_argument("--threads", type=int, default=None, help="threads per model (default: all cores)")
 
 
