@@ -12,6 +12,7 @@ are compared pixel by pixel (identical, or differing by a truncation in a handfu
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -23,7 +24,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--step", type=int, default=1, help="use every STEP-th frame")
+    parser.add_argument("--cores", type=int, default=0, help="pin the process to this many CPUs (0: all)")
+    parser.add_argument("--analyze", action="store_true", help="also Analyzer.analyze frame by frame, before/after")
     args = parser.parse_args()
+    if args.cores:
+        chosen = sorted(os.sched_getaffinity(0))[: args.cores]
+        os.sched_setaffinity(0, chosen)
+        os.environ["OMP_NUM_THREADS"] = str(len(chosen))
 
     import faceid
     from faceid.vision import align
@@ -91,10 +98,37 @@ def main() -> None:
     total_numpy = per_face["landmarks numpy"] + per_face["chips numpy"]
     total_compiled = per_face["landmarks compiled"] + per_face["chips compiled"]
     print(f"\nboth steps: {total_numpy:.3f} -> {total_compiled:.3f} ms/face ({total_numpy / total_compiled:.1f}x)")
+    if args.analyze:
+        analyze(frames, args.rounds)
     print(
         f"equality: landmarks max |diff| {worst_points} px; chips mean |diff| {np.mean(chip_diffs):.2e} grey levels "
         f"(worst chip {max(chip_diffs):.2e}), {differing} differing values in {faces * 150 * 150 * 3}"
     )
+
+
+def analyze(frames: list[np.ndarray], rounds: int) -> None:
+    """``Analyzer().analyze`` over every frame, with the numpy per-face steps and with the compiled ones."""
+    import faceid
+    from faceid.vision import align
+    from faceid.vision.landmarks import ShapePredictorLandmarker
+
+    analyzers = {
+        "numpy per-face steps (before)": faceid.Analyzer(landmarker=ShapePredictorLandmarker(compiled=False)),
+        "compiled per-face steps": faceid.Analyzer(),
+    }
+    for analyzer in analyzers.values():
+        analyzer.warm_up()
+    rates: dict[str, list[float]] = {name: [] for name in analyzers}
+    for _ in range(rounds):
+        for name, analyzer in analyzers.items():
+            align.USE_KERNELS = name.startswith("compiled")
+            start = time.perf_counter()
+            for frame in frames:
+                analyzer.analyze(frame)
+            rates[name].append(len(frames) / (time.perf_counter() - start))
+    align.USE_KERNELS = True
+    print(f"\n`Analyzer().analyze` frame by frame, {len(frames)} frames, median of {rounds} interleaved rounds:\n")
+    print_table(["per-face steps", "frames/s"], [[n, f"{np.median(r):.1f}"] for n, r in rates.items()])
 
 
 if __name__ == "__main__":
