@@ -66,8 +66,20 @@ def print_table(headers: list[str], rows: list[list[object]]) -> None:
 
 
 def clip_frames(path: Path) -> list[np.ndarray]:
-    """Every frame of a video as RGB arrays (PyAV; OpenCV 5's default backend reads nothing from the clip)."""
-    import av
+    """Every frame of a video as RGB arrays (PyAV; OpenCV 5's default backend reads nothing from the clip, so
+    OpenCV is only the fallback where PyAV is not installed)."""
+    try:
+        import av
+    except ImportError:
+        import cv2
+
+        capture = cv2.VideoCapture(str(path))
+        frames = []
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                return frames
+            frames.append(np.ascontiguousarray(bgr[:, :, ::-1]))
 
     with av.open(str(path)) as container:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]

@@ -193,3 +193,14 @@ DLIB_PAIRWISE_MARGIN = 0.04
 # Views of each training photo whose frozen-part output is cached: the chip and its mirror image. Two small
 # random re-alignments on top (4 views) did not help and doubled the caching time.
 FINETUNE_VIEWS = 2
+
+# --- The GPU path through PyTorch (faceid.models.torch_runtime; bench/gpu_rows.py, bench/RESULTS.md "GPU") ---
+
+# Precision of the descriptor when `--device cuda` runs it through PyTorch (no onnxruntime-gpu). On an NVIDIA
+# H200, fp16 with channels-last tensors kept the pairs accuracy of ONNX Runtime CPU fp32 (98.92% on 1,200 faces-dev
+# pairs) and changed 28 of 1,094,460 same-person decisions at 0.6, at 1.7x strict fp32's throughput at batch 1024
+# (bench/RESULTS.md, "GPU rows").
+TORCH_CUDA_DESCRIPTOR_PRECISION = "fp16"
+# Batches up to 32 replay captured CUDA graphs: on the H200 batch 1 went from 1.7 ms (launch-bound) to 0.47 ms,
+# batch 32 from 1.9 to 0.9 ms (end to end, chips in and descriptors out).
+TORCH_CUDA_GRAPHS = True

@@ -57,6 +57,38 @@ def test_finetune_writes_model_and_report(torch_module, dataset, tmp_path: Path)
     assert new.shape == (3, 128) and not np.allclose(new, DescriptorEmbedder().embed(chips))
 
 
+def test_device_cuda_falls_back_to_the_cpu_without_a_gpu(
+    torch_module, dataset, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from faceid.train.finetune import run_finetune
+
+    options = _options(steps=2)
+    options.device = "cuda"
+    result = run_finetune(dataset, options, tmp_path / "cuda", progress=False)
+    used = result.report["training"]["device"]
+    if torch_module.cuda.is_available():  # pragma: no cover - GPU machines
+        assert used.startswith("cuda (")
+        return
+    assert used == "cpu" and "fine-tuning on the CPU" in caplog.text
+    on_cpu = _options(steps=2)
+    on_cpu.device = "cpu"
+    reference = run_finetune(dataset, on_cpu, tmp_path / "cpu", progress=False)
+    chips = np.stack([np.full((150, 150, 3), v, np.uint8) for v in (40, 120, 200)])
+    a = DescriptorEmbedder(onnx_path=str(result.model_path)).embed(chips)
+    b = DescriptorEmbedder(onnx_path=str(reference.model_path)).embed(chips)
+    assert np.allclose(a, b, atol=1e-5)
+
+
+def test_unknown_devices_are_refused(torch_module) -> None:
+    from faceid.errors import BadInputError
+    from faceid.train.finetune import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch_module.cuda.is_available() else "cpu")
+    with pytest.raises(BadInputError, match="device must be one of"):
+        resolve_device("tpu")
+
+
 def test_resume_continues_exactly(torch_module, dataset, tmp_path: Path) -> None:
     from faceid.train.finetune import run_finetune
 

@@ -135,6 +135,7 @@ def test_activation_from_another_process(versions_store, gallery, other_model: P
     old_answers = {p: _answer(store.identify(str(p))) for p in gallery}
     new = store.register_version(other_model, parent=old_id)
     command = [sys.executable, "-m", "faceid", "versions", "activate", new.model_id, "--data-dir", str(data_dir)]
+    command += ["--device", "cuda"]  # re-embeds on a GPU where there is one; the CPU (with a warning) elsewhere
     if db_url:
         command += ["--db", db_url]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}

@@ -15,7 +15,7 @@ from faceid.runtimes.backends import BACKENDS, backend_by_key, unavailable_reaso
 from faceid.runtimes.bench import BackendResult, RuntimeReport, format_report, offered_int8, subset_pairs
 
 CPU_ROWS = ["ort-cpu", "ort-int8-qdq", "ort-int8-qop", "torch-cpu"]
-GPU_ROWS = ["torch-cuda", "ort-cuda", "ort-trt", "ort-trt-fp16"]
+GPU_ROWS = ["torch-cuda", "torch-cuda-fp16", "torch-cuda-graph", "ort-cuda", "ort-trt", "ort-trt-fp16"]
 
 
 @pytest.mark.slow
@@ -61,6 +61,21 @@ def test_the_backends_say_why_they_cannot_run() -> None:
         assert reason is None or reason.startswith("not available here")
     with pytest.raises(ValueError, match="unknown backend"):
         backend_by_key("ort-npu")
+
+
+def test_the_pytorch_cuda_fp16_and_cuda_graph_rows_are_listed() -> None:
+    # They are what `--device cuda` runs where onnxruntime has no CUDA provider; on a machine without a
+    # GPU they are skipped with the reason.
+    keys = [b.key for b in BACKENDS if b.default]
+    assert "torch-cuda-fp16" in keys and "torch-cuda-graph" in keys
+    graph = backend_by_key("torch-cuda-graph")
+    assert graph.engine == "pytorch" and graph.precision == "fp16" and graph.cuda_graphs
+    assert backend_by_key("torch-cuda-fp16").precision == "fp16"
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            assert "no CUDA device" in str(unavailable_reason(graph))
 
 
 def test_bench_runtimes_refuses_unknown_backends(faces_dev_dir: Path, capsys) -> None:

@@ -30,10 +30,15 @@ def _progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "json", False) and not getattr(args, "quiet", False) and sys.stderr.isatty()
 
 
-def _open_versions(args: argparse.Namespace) -> Any:
+def _open_versions(args: argparse.Namespace, device: str = "cpu") -> Any:
     from faceid.store.versions import VersionedStore
 
-    return VersionedStore(args.data_dir, args.db)
+    if device == "cpu":
+        return VersionedStore(args.data_dir, args.db)
+    from faceid.vision.analyzer import Analyzer
+
+    # Activating the new version re-embeds the gallery's faces: on the GPU too when fine-tuning used one.
+    return VersionedStore(args.data_dir, args.db, analyzer=Analyzer(device=device))
 
 
 def _folds(text: str) -> set[int]:
@@ -98,6 +103,7 @@ def _options(args: argparse.Namespace, baseline_onnx: str | None) -> Any:
         guard_root=args.guard_root,
         baseline_onnx=baseline_onnx,
         threads=args.threads,
+        device=args.device,
     )
 
 
@@ -120,7 +126,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         require_torch()
     except ModelUnavailableError as error:
         raise CommandError(str(error)) from None
-    from faceid.train.finetune import FinetuneOptions, read_run_file, run_finetune, write_run_file
+    from faceid.train.finetune import FinetuneOptions, read_run_file, resolve_device, run_finetune, write_run_file
 
     started = time.monotonic()
     progress = _progress(args)
@@ -133,13 +139,17 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         source_args = args
     # A folder is read (and refused) before the store is opened: bad input never touches the store.
     dataset = None if source_args.gallery else _dataset(source_args, None)
-    with _open_versions(args) as store:
+    wanted = args.device if args.device != "auto" or saved is None else saved["options"].get("device", "auto")
+    device = resolve_device(wanted)
+    with _open_versions(args, device) as store:
         if dataset is None:
             dataset = _dataset(source_args, store)
         if saved is not None:
             options = FinetuneOptions.from_dict(saved["options"])
             if args.steps_given:
                 options.settings.steps = args.steps
+            if args.device != "auto":
+                options.device = args.device
             parent = saved.get("parent")
         else:
             parent_version = store.active_version()
@@ -229,7 +239,7 @@ def _cmd_versions_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_versions_activate(args: argparse.Namespace) -> int:
-    with _open_versions(args) as store:
+    with _open_versions(args, args.device) as store:
         outcome = store.activate(args.version, progress=_progress(args))
     if args.json:
         print_json(outcome)
@@ -307,6 +317,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     training.add_argument("--seed", type=int, default=0, help="random seed (split, batches, views)")
     training.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    training.add_argument(
+        "--device",
+        choices=["auto", "cuda", "cpu"],
+        default="auto",
+        help="train, cache features and evaluate on a CUDA GPU (auto: when torch sees one; cuda without one "
+        "falls back to the CPU with a warning)",
+    )
 
     held = finetune.add_argument_group("held out for the report and calibration")
     held.add_argument("--holdout-people", type=float, default=0.2, help="share of people held out (default 0.2)")
@@ -347,6 +364,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "activate", help="re-embed every face with VERSION, then switch to it at once (search keeps answering)"
     )
     activate.add_argument("version", metavar="VERSION")
+    activate.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "tensorrt"],
+        default="cpu",
+        help="re-embed on this device (cuda: ONNX Runtime's CUDA provider, else the descriptor through PyTorch)",
+    )
     rollback = actions.add_parser("rollback", help="activate the active version's parent again")
     delete = actions.add_parser("delete", help="delete a version that is not active (its file and kept embeddings)")
     delete.add_argument("version", metavar="VERSION")

@@ -32,7 +32,12 @@ def add_analyzer_options(parser: argparse.ArgumentParser) -> None:
         default=PHOTO_MIRROR,
         help=f"average each descriptor with its mirror image's (default {'on' if PHOTO_MIRROR else 'off'})",
     )
-    group.add_argument("--device", default="cpu", help="ONNX Runtime device: cpu, cuda or tensorrt")
+    group.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda or tensorrt (ONNX Runtime's providers; cuda without onnxruntime-gpu runs the descriptor "
+        "through PyTorch on the GPU where a CUDA build of torch is installed)",
+    )
     group.add_argument("--threads", type=int, default=None, help="threads per model (default: all cores)")
 
 

@@ -199,7 +199,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backends",
         default=None,
         help="comma-separated backends (default: all but ort-int8-qdq-all): ort-cpu, ort-int8-qdq, ort-int8-qop, "
-        "ort-int8-qdq-all, torch-cpu, torch-cuda, ort-cuda, ort-trt, ort-trt-fp16",
+        "ort-int8-qdq-all, torch-cpu, torch-cuda, torch-cuda-fp16, torch-cuda-graph, ort-cuda, ort-trt, ort-trt-fp16 "
+        "(a GPU row this machine cannot run is listed as skipped, with the reason; bench/gpu_rows.py fills them)",
     )
     runtimes.add_argument("--detectors", default="fast,mmod", help="detectors timed (comma-separated; '' for none)")
     runtimes.add_argument("--chips", type=int, default=64, help="face chips the descriptor is timed on")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Sequence
@@ -63,3 +64,44 @@ class OnnxSession:
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         return list(self._session.run(self.output_names, inputs))
+
+
+def onnxruntime_has(device: str) -> bool:
+    """Whether this onnxruntime has the execution provider that ``device`` asks for first."""
+    import onnxruntime as ort
+
+    wanted = DEVICE_PROVIDERS.get(device)
+    if wanted is None:
+        raise ValueError(f"unknown device {device!r}; choose from {', '.join(DEVICE_PROVIDERS)}")
+    return wanted[0] in ort.get_available_providers()
+
+
+def _torch_cuda_usable() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    from faceid.models.torch_runtime import torch_cuda_reason
+
+    return torch_cuda_reason() is None
+
+
+def create_session(
+    path: str | Path,
+    device: str = "cpu",
+    threads: int | None = None,
+    precision: str | None = None,
+    cuda_graphs: bool | None = None,
+) -> InferenceSession:
+    """The session ``device`` names: ONNX Runtime, or PyTorch on a CUDA GPU where onnxruntime has no GPU provider.
+
+    ``--device cuda`` (or tensorrt) on a machine with a CUDA GPU and a CUDA build of torch but the CPU-only
+    onnxruntime runs the graph through :class:`faceid.models.torch_runtime.TorchSession`; ``precision``
+    ("fp32", "fp16") and ``cuda_graphs`` apply to that path only (defaults: fp32, no graphs). Without either
+    GPU engine the ONNX Runtime CPU session runs, with a warning, as before.
+    """
+    gpu = device in ("cuda", "tensorrt")
+    if gpu and not onnxruntime_has(device) and not onnxruntime_has("cuda") and _torch_cuda_usable():
+        from faceid.models.torch_runtime import TorchSession
+
+        log.info("onnxruntime has no CUDA provider: running %s through PyTorch on the GPU", Path(path).name)
+        return TorchSession(path, "cuda", precision or "fp32", cuda_graphs=bool(cuda_graphs), threads=threads)
+    return OnnxSession(path, device=device, threads=threads)

@@ -40,6 +40,7 @@ class Backend:
     quant_format: str | None = None  # int8 rows: "qdq" or "qoperator"
     keep_float: bool = True  # int8 rows: stem and fully connected layer kept in float
     default: bool = True  # measured unless --backends names others
+    cuda_graphs: bool = False  # pytorch CUDA rows: batches up to 32 replay captured CUDA graphs
 
     @property
     def is_int8(self) -> bool:
@@ -76,6 +77,9 @@ BACKENDS: tuple[Backend, ...] = (
     ),
     Backend("torch-cpu", "PyTorch CPU fp32", "pytorch", "cpu", "fp32"),
     Backend("torch-cuda", "PyTorch CUDA fp32", "pytorch", "cuda", "fp32"),
+    # What `--device cuda` runs where onnxruntime has no CUDA provider (thresholds.TORCH_CUDA_DESCRIPTOR_PRECISION).
+    Backend("torch-cuda-fp16", "PyTorch CUDA fp16 (channels-last)", "pytorch", "cuda", "fp16"),
+    Backend("torch-cuda-graph", "PyTorch CUDA fp16, CUDA graphs", "pytorch", "cuda", "fp16", cuda_graphs=True),
     Backend("ort-cuda", "ONNX Runtime CUDA fp32", "onnxruntime", "cuda", "fp32", "CUDAExecutionProvider"),
     Backend("ort-trt", "ONNX Runtime TensorRT fp32", "onnxruntime", "tensorrt", "fp32", "TensorrtExecutionProvider"),
     Backend(
@@ -101,7 +105,7 @@ def unavailable_reason(backend: Backend) -> str | None:
             import torch
 
             if not torch.cuda.is_available():
-                return "not available here: no CUDA device visible to torch (CPU build or no GPU)"
+                return f"not available here: no CUDA device visible to torch {torch.__version__} (CPU build or no GPU)"
         return None
     import onnxruntime as ort
 
@@ -170,21 +174,16 @@ def _onnx_runner(backend: Backend, path: str, threads: int | None) -> Descriptor
     return run
 
 
-def _torch_runner(backend: Backend, threads: int | None) -> DescriptorRunner:
-    import torch
+def _torch_runner(backend: Backend, path: str, threads: int | None) -> DescriptorRunner:
+    # The same session `--device cuda` creates where onnxruntime has no CUDA provider: the ONNX graph run
+    # through PyTorch (faceid.models.torch_runtime).
+    from faceid.models.torch_runtime import torch_session
 
-    from faceid.train.network import load_descriptor_net
-
-    if threads:
-        torch.set_num_threads(threads)
-    device = torch.device(backend.device)
-    net = load_descriptor_net().eval().to(device)
+    session = torch_session(path, backend.device, backend.precision, backend.cuda_graphs, threads)
 
     def run(chips: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            batch = torch.from_numpy(np.ascontiguousarray(chips)).to(device)
-            # .cpu() waits for the GPU, so a timed call includes the whole computation.
-            return net(batch).float().cpu().numpy()
+        # TorchSession.run copies the result back to the host, so a timed call includes the whole computation.
+        return session.run({"chips": np.ascontiguousarray(chips)})[0]
 
     return run
 
@@ -202,13 +201,13 @@ def descriptor_runner(
     reason = unavailable_reason(backend)
     if reason:
         raise ModelUnavailableError(reason)
-    if backend.engine == "pytorch":
-        return _torch_runner(backend, threads)
     if source is None:
         from faceid.vision.embed import descriptor_onnx_path
 
         source = descriptor_onnx_path()
     path = str(source)
+    if backend.engine == "pytorch":
+        return _torch_runner(backend, path, threads)
     if backend.is_int8:
         if calibration_chips is None:
             raise ValueError(f"{backend.label} needs calibration chips")

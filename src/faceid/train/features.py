@@ -21,7 +21,7 @@ from onnx.utils import Extractor
 from tqdm import tqdm
 
 from faceid.models.descriptor import INPUT_NAME, OUTPUT_NAME
-from faceid.models.runtime import OnnxSession
+from faceid.models.runtime import create_session
 from faceid.train.augment import view
 
 log = logging.getLogger(__name__)
@@ -107,10 +107,12 @@ def compute_features(
     seed: int = 0,
     threads: int | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> FeatureStore:
     """Run the frozen stages ``[0, first_stage)`` on ``views`` views of every chip; store the results at ``path``.
 
-    With ``first_stage == 0`` nothing is frozen and the views themselves (uint8 chips) are stored.
+    With ``first_stage == 0`` nothing is frozen and the views themselves (uint8 chips) are stored. On
+    ``device="cuda"`` the frozen part runs on the GPU (ONNX Runtime's CUDA provider, else PyTorch, fp32).
     """
     settings = {"first_stage": first_stage, "views": views, "count": len(chips), "seed": seed}
     found = open_features(path, settings)
@@ -120,7 +122,9 @@ def compute_features(
     path.parent.mkdir(parents=True, exist_ok=True)
     session = None
     if first_stage > 0:
-        session = OnnxSession(frozen_part(descriptor_onnx, first_stage, path.with_name("frozen.onnx")), threads=threads)
+        session = create_session(
+            frozen_part(descriptor_onnx, first_stage, path.with_name("frozen.onnx")), device, threads=threads
+        )
         probe = session.run({INPUT_NAME: np.ascontiguousarray(chips[:1])})[0]
         shape: tuple[int, ...] = tuple(probe.shape[1:])
         dtype: type = np.float16

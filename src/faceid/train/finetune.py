@@ -31,7 +31,8 @@ from faceid.errors import BadInputError
 from faceid.eval.metrics import best_threshold
 from faceid.eval.pairs import read_pairs
 from faceid.models.descriptor import INPUT_NAME
-from faceid.models.runtime import OnnxSession
+from faceid.models.runtime import InferenceSession, create_session
+from faceid.models.torch_runtime import torch_cuda_reason
 from faceid.thresholds import DLIB_DISTANCE_THRESHOLD
 from faceid.train.chips import ChipSet, extract_chips
 from faceid.train.datasets import FaceDataset, Photo, split_people
@@ -53,6 +54,8 @@ RUN_FILE = "run.json"
 REFERENCE_PHOTOS_PER_PERSON = 4
 OTHER_REFERENCE_PHOTOS = 400
 EVAL_BATCH = 32
+# Where training, the frozen-part features and the evaluation run: "auto" takes a CUDA GPU when torch sees one.
+DEVICES = ("auto", "cuda", "cpu")
 
 
 @dataclass
@@ -69,6 +72,7 @@ class FinetuneOptions:
     guard_root: str | None = None
     baseline_onnx: str | None = None  # what "original" means in the report (default: dlib's model)
     threads: int | None = None
+    device: str = "auto"  # one of DEVICES
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -93,6 +97,26 @@ class FinetuneResult:
     # enough set, to recalibrate the store's open-set decision for the new version.
     heldout_people: list[str] = field(default_factory=list)
     heldout_embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 128), np.float32))
+
+
+def resolve_device(requested: str) -> str:
+    """ "cuda" or "cpu" for a requested device; "cuda" without a usable GPU falls back to the CPU with a warning."""
+    if requested not in DEVICES:
+        raise BadInputError(f"device must be one of {', '.join(DEVICES)}, not {requested!r}")
+    if requested == "cpu":
+        return "cpu"
+    reason = torch_cuda_reason()
+    if reason is None:
+        return "cuda"
+    if requested == "cuda":
+        log.warning("device cuda asked for, but %s: fine-tuning on the CPU", reason)
+    return "cpu"
+
+
+def describe_device(device: str) -> str:
+    if device != "cuda":
+        return "cpu"
+    return f"cuda ({torch.cuda.get_device_name(0)}, torch {torch.__version__})"
 
 
 def person_key(name: str) -> str:
@@ -129,14 +153,23 @@ class ModelPair:
     than one model instead of two.
     """
 
-    def __init__(self, baseline: str, new: str, first_trained: int, work_dir: Path, threads: int | None) -> None:
+    def __init__(
+        self,
+        baseline: str,
+        new: str,
+        first_trained: int,
+        work_dir: Path,
+        threads: int | None,
+        device: str = "cpu",
+    ) -> None:
         self.threads = threads
         self._memo: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
-        self._trunk: OnnxSession | None = None
-        self._heads: tuple[OnnxSession, OnnxSession] | None = None
+        self._trunk: InferenceSession | None = None
+        self._heads: tuple[InferenceSession, InferenceSession] | None = None
+        # fp32 on a GPU too: the report compares the two models, and fp16 would move both by its own rounding.
         self._full = (
-            DescriptorEmbedder(onnx_path=baseline, threads=threads),
-            DescriptorEmbedder(onnx_path=new, threads=threads),
+            DescriptorEmbedder(onnx_path=baseline, threads=threads, device=device, precision="fp32"),
+            DescriptorEmbedder(onnx_path=new, threads=threads, device=device, precision="fp32"),
         )
         if first_trained > 0:
             parts = [split_model(path, first_trained) for path in (baseline, new)]
@@ -149,8 +182,8 @@ class ModelPair:
                 ]
                 for model, path in zip([parts[0][0], parts[0][1], parts[1][1]], paths, strict=True):
                     onnx.save(model, str(path))
-                self._trunk = OnnxSession(paths[0], threads=threads)
-                self._heads = (OnnxSession(paths[1], threads=threads), OnnxSession(paths[2], threads=threads))
+                self._trunk = create_session(paths[0], device, threads)
+                self._heads = (create_session(paths[1], device, threads), create_session(paths[2], device, threads))
             else:
                 log.info("the baseline's lower stages differ from the new model's: evaluating both whole")
 
@@ -160,8 +193,8 @@ class ModelPair:
         a, b = [], []
         for start in range(0, len(chips), EVAL_BATCH):
             features = self._trunk.run({INPUT_NAME: np.ascontiguousarray(chips[start : start + EVAL_BATCH])})[0]
-            a.append(self._heads[0].run({self._heads[0].input_names[0]: features})[0])
-            b.append(self._heads[1].run({self._heads[1].input_names[0]: features})[0])
+            a.append(self._heads[0].run({_input_name(self._heads[0]): features})[0])
+            b.append(self._heads[1].run({_input_name(self._heads[1]): features})[0])
         return np.concatenate(a), np.concatenate(b)
 
     def embed(self, chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,6 +216,10 @@ class ModelPair:
             np.stack([self._memo[key][0] for key in keys]),
             np.stack([self._memo[key][1] for key in keys]),
         )
+
+
+def _input_name(session: InferenceSession) -> str:
+    return str(session.input_names[0])  # type: ignore[attr-defined]
 
 
 def _select(chipset: ChipSet, indices: list[int] | np.ndarray) -> np.ndarray:
@@ -279,13 +316,14 @@ def _labels(people_of: list[str], indices: list[int]) -> np.ndarray:
 
 
 def _top_embeddings(net: DescriptorNet, features: np.ndarray, first: int, batch: int = 256) -> np.ndarray:
-    """The trained stages on the stored view 0 (the chip itself) of each photo."""
+    """The trained stages on the stored view 0 (the chip itself) of each photo, on the net's device."""
+    device = next(net.parameters()).device
     out = []
     with torch.no_grad():
         for start in range(0, len(features), batch):
-            x = torch.from_numpy(np.ascontiguousarray(features[start : start + batch, 0]))
+            x = torch.from_numpy(np.ascontiguousarray(features[start : start + batch, 0])).to(device)
             x = x.to(torch.float32) if x.dtype == torch.float16 else x
-            out.append(net(x, first).numpy())
+            out.append(net(x, first).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 128), np.float32)
 
 
@@ -356,6 +394,8 @@ def run_finetune(
     """Fine-tune on ``dataset``, resuming from ``run_dir``'s checkpoint if it holds one."""
     timing: dict[str, float] = {}
     started = time.monotonic()
+    device = resolve_device(options.device)
+    log.info("fine-tuning on %s", describe_device(device))
     if options.threads:
         torch.set_num_threads(options.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -375,7 +415,7 @@ def run_finetune(
     log.info("split: %s", split.summary(people_of))
 
     settings = options.settings
-    net = load_descriptor_net()
+    net = load_descriptor_net().to(device)
     first = net.first_trainable(settings.trainable)
     base_onnx = descriptor_onnx_path()
     baseline = options.baseline_onnx or base_onnx
@@ -389,9 +429,12 @@ def run_finetune(
         seed=settings.seed,
         threads=options.threads,
         progress=progress,
+        device=device,
     )
     timing["frozen_features"] = time.monotonic() - mark
-    trainer = Trainer(net, features, _labels(people_of, split.train), settings, run_dir, progress=progress)
+    trainer = Trainer(
+        net, features, _labels(people_of, split.train), settings, run_dir, progress=progress, device=device
+    )
     trainer.load_checkpoint()
     result = trainer.train()
     timing["training"] = result.seconds
@@ -400,7 +443,7 @@ def run_finetune(
     calibration_rng = np.random.default_rng(settings.seed + 2)
     if options.calibration == "split":
         unscaled = net.export_onnx(run_dir / "model-unscaled.onnx")
-        embedder = DescriptorEmbedder(onnx_path=str(unscaled), threads=options.threads)
+        embedder = DescriptorEmbedder(onnx_path=str(unscaled), threads=options.threads, device=device, precision="fp32")
         calibration_pairs = make_pairs(_labels(people_of, split.calibration), calibration_rng, 20, 20_000)
         embeddings = embedder.embed(_select(chipset, split.calibration))
         raw_threshold = best_threshold(pair_distances(embeddings, calibration_pairs)[0], calibration_pairs.same)
@@ -412,7 +455,7 @@ def run_finetune(
             # Training pulls the trained people's own photos together, which makes their best threshold
             # too tight for everyone else; how far apart different people fall moves much less.
             reference = pair_distances(
-                _top_embeddings(load_descriptor_net(), features.array, first), calibration_pairs
+                _top_embeddings(load_descriptor_net().to(device), features.array, first), calibration_pairs
             )[0]
             negatives = ~calibration_pairs.same
             far = float(np.mean(reference[negatives] < DLIB_DISTANCE_THRESHOLD))
@@ -430,7 +473,7 @@ def run_finetune(
     timing["export_and_calibration"] = time.monotonic() - mark
 
     mark = time.monotonic()
-    models = ModelPair(baseline, new, first, run_dir / "eval", options.threads)
+    models = ModelPair(baseline, new, first, run_dir / "eval", options.threads, device)
     report_rng = np.random.default_rng(settings.seed + 3)
     sections: dict[str, Any] = {}
     heldout_embeddings = np.zeros((0, 128), np.float32)
@@ -481,6 +524,7 @@ def run_finetune(
             "epoch_losses": result.epoch_losses,
             "resumed_from_step": result.resumed_from_step,
             "threads": torch.get_num_threads(),
+            "device": describe_device(device),
         },
         "calibration": {
             "method": options.calibration,

@@ -122,8 +122,10 @@ class Trainer:
         settings: TrainSettings,
         run_dir: Path,
         progress: bool = True,
+        device: str = "cpu",
     ) -> None:
-        self.net = net
+        self.device = torch.device(device)
+        self.net = net.to(self.device)
         self.features = features
         self.labels = np.asarray(labels)
         self.settings = settings
@@ -199,10 +201,10 @@ class Trainer:
         # Memory-mapped fancy indexing reads rows in the order given; sorting makes the reads sequential.
         order = np.lexsort((views, photos))
         data = self.features.array[photos[order], views[order]]
-        inputs = torch.from_numpy(np.ascontiguousarray(data))
+        inputs = torch.from_numpy(np.ascontiguousarray(data)).to(self.device)
         if inputs.dtype == torch.float16:
             inputs = inputs.to(torch.float32)
-        return inputs, torch.from_numpy(labels[order])
+        return inputs, torch.from_numpy(labels[order]).to(self.device)
 
     def train(self) -> TrainResult:
         resumed = self.step if self.step else 0

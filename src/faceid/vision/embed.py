@@ -9,7 +9,8 @@ import numpy as np
 
 from faceid.models.descriptor import build_descriptor_onnx, read_descriptor_network
 from faceid.models.registry import DLIB_FILES, cached_onnx, dlib_model_path
-from faceid.models.runtime import OnnxSession
+from faceid.models.runtime import InferenceSession, create_session
+from faceid.thresholds import TORCH_CUDA_DESCRIPTOR_PRECISION, TORCH_CUDA_GRAPHS
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,10 @@ class DescriptorEmbedder:
 
     With ``mirror=True`` each chip's descriptor is averaged with its left-right mirror's, which
     makes the descriptor less sensitive to pose at twice the cost.
+
+    ``device="cuda"`` runs on ONNX Runtime's CUDA provider where it is installed, else through PyTorch on the
+    GPU (see :func:`faceid.models.runtime.create_session`) in ``precision`` (default
+    :data:`faceid.thresholds.TORCH_CUDA_DESCRIPTOR_PRECISION`) with CUDA graphs for batches up to 32.
     """
 
     chip_size = 150
@@ -39,12 +44,14 @@ class DescriptorEmbedder:
         mirror: bool = False,
         batch_size: int = 32,
         onnx_path: str | None = None,
+        precision: str | None = None,
     ) -> None:
         self.device = device
         self.threads = threads
         self.mirror = mirror
         self.batch_size = batch_size
         self._onnx_path = onnx_path
+        self.precision = precision or TORCH_CUDA_DESCRIPTOR_PRECISION
 
     @property
     def model_id(self) -> str:
@@ -52,8 +59,14 @@ class DescriptorEmbedder:
         return DESCRIPTOR_MODEL_ID
 
     @cached_property
-    def session(self) -> OnnxSession:
-        return OnnxSession(self._onnx_path or descriptor_onnx_path(), device=self.device, threads=self.threads)
+    def session(self) -> InferenceSession:
+        return create_session(
+            self._onnx_path or descriptor_onnx_path(),
+            device=self.device,
+            threads=self.threads,
+            precision=self.precision,
+            cuda_graphs=TORCH_CUDA_GRAPHS,
+        )
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         chips = np.asarray(chips)

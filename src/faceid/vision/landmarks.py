@@ -24,6 +24,7 @@ from functools import cache
 import numpy as np
 
 from faceid.models.shape_predictor import ShapePredictorModel, load_shape_predictor
+from faceid.vision import kernels
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,23 @@ def _pixel_sampler(image: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
 class ShapePredictorLandmarker:
     """dlib's shape predictor (by default its 5-point face model) as a :class:`faceid.vision.types.Landmarker`.
 
-    ``subpixel=True`` returns the predicted points before dlib rounds them to whole pixels.
+    ``subpixel=True`` returns the predicted points before dlib rounds them to whole pixels. ``compiled`` picks
+    the numba loop (:mod:`faceid.vision.kernels`, the default where numba is installed) or the numpy code; both
+    give the same points.
     """
 
-    def __init__(self, model: ShapePredictorModel | None = None, *, subpixel: bool = False) -> None:
+    def __init__(
+        self, model: ShapePredictorModel | None = None, *, subpixel: bool = False, compiled: bool | None = None
+    ) -> None:
         self.model = model if model is not None else _default_model()
         self.subpixel = subpixel
+        if compiled and not kernels.AVAILABLE:
+            raise ValueError("compiled landmarks need numba (pip install numba)")
+        # The compiled loop packs two feature-pixel indices into an int32 (dlib's models use a few hundred).
+        fits = self.model.pixels_per_cascade < 1 << 15
+        if compiled and not fits:
+            raise ValueError("compiled landmarks take models of fewer than 32768 feature pixels per cascade")
+        self.compiled = (kernels.AVAILABLE and fits) if compiled is None else compiled
         m = self.model
         if m.splits_per_tree > _MAX_SPLITS_FOR_TABLE:
             raise ValueError(f"trees with {m.splits_per_tree} splits are not supported (at most 15)")
@@ -109,6 +121,22 @@ class ShapePredictorLandmarker:
         self._leaf_columns = np.ascontiguousarray(
             m.leaf_values.reshape(m.num_cascades, m.trees_per_cascade * leaves, -1).transpose(0, 2, 1)
         )
+        nodes = np.zeros((*m.split_threshold.shape, 2), np.float32)
+        nodes[..., 0] = m.split_threshold
+        packed = m.split_pixel_a.astype(np.int32) | (m.split_pixel_b.astype(np.int32) << 16)
+        nodes.view(np.int32)[..., 1] = packed
+        self._kernel_arrays = (
+            np.ascontiguousarray(m.initial_shape, np.float32),
+            np.ascontiguousarray(self._similarity_weights, np.float64),
+            np.ascontiguousarray(m.deltas, np.float32),
+            np.ascontiguousarray(m.anchor_idx, np.intp),
+            # Each split as one 8-byte record (threshold, and both feature pixels packed in an int32), read through
+            # two views of the same memory: the tree walk is bound by memory when the other models have pushed
+            # these tables (6 MB) out of the caches between faces.
+            nodes,
+            nodes.view(np.int32),
+            np.ascontiguousarray(m.leaf_values, np.float32),
+        )
 
     @property
     def num_parts(self) -> int:
@@ -130,6 +158,8 @@ class ShapePredictorLandmarker:
         m = self.model
         if faces == 0:
             return np.zeros((0, m.num_parts, 2), dtype=np.float32)
+        if self.compiled:
+            return kernels.shape_predictor(image, rects, self._kernel_arrays, self.subpixel)
 
         height, width = image.shape[:2]
         sample = _pixel_sampler(image)
