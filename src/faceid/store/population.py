@@ -111,10 +111,15 @@ def fit_population(
 
 
 def synthetic_cohort(
-    person_faces: np.ndarray, size: int = SYNTHETIC_COHORT_SIZE, seed: int = 0
+    person_faces: np.ndarray,
+    size: int = SYNTHETIC_COHORT_SIZE,
+    seed: int = 0,
+    components: int | None = None,
+    min_people: int = POPULATION_COMPONENT_PEOPLE,
 ) -> tuple[PopulationModel, np.ndarray, dict[str, Any]]:
-    """The mixture, a cohort of ``size`` synthetic descriptors drawn from it, and what they are made of."""
-    model = fit_population(person_faces, seed=seed)
+    """The mixture, a cohort of ``size`` synthetic descriptors drawn from it, and what they are made of.
+    ``components=1`` is a single Gaussian over the population (measured against the mixture)."""
+    model = fit_population(person_faces, min_people=min_people, components=components, seed=seed)
     cohort = model.sample(size, seed)
     nearest = pairwise_distances(cohort, np.asarray(person_faces, np.float32)).min(axis=1)
     info = {

@@ -26,6 +26,7 @@ import numpy as np
 from faceid.store.calibrate import LabelledFaces, calibrate_faces
 from faceid.store.match import METHOD_COHORT, METHOD_DISTANCE, Calibration, pairwise_distances
 from faceid.store.population import PopulationModel, synthetic_cohort
+from faceid.thresholds import POPULATION_COMPONENT_PEOPLE, SYNTHETIC_COHORT_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,14 @@ def build_calibration(
     target_fpir: float = 0.01,
     gallery_size: int = 200,
     seed: int = 0,
+    cohort_kind: str = "mixture",
+    cohort_size: int = SYNTHETIC_COHORT_SIZE,
 ) -> Calibration:
     """A calibration from labelled descriptors that keeps no one's descriptor: a synthetic cohort drawn from a
-    mixture fitted to one face per person, and the stranger scores of every person normalised with it."""
+    mixture fitted to one face per person, and the stranger scores of every person normalised with it.
+
+    ``cohort_kind`` "gaussian" (one component) and "photos" (the people's own faces, which cannot ship) are
+    there to measure the mixture against (``bench/bench_decisions.py``)."""
     # The mixture is fitted to one half of the people and the stranger scores come from the other half: a
     # cohort sits closer to the people it was made from, which would make their scores look less alike
     # than anyone else's and the thresholds too lenient.
@@ -71,7 +77,20 @@ def build_calibration(
     makers = [p for p in groups if _half(p) == 0]
     scored = set(groups) - set(makers)
     first_faces = faces.embeddings[[groups[p][0] for p in makers]]
-    population, cohort, cohort_info = synthetic_cohort(first_faces, seed=seed)
+    population: PopulationModel | None = None
+    cohort_info: dict[str, Any]
+    if cohort_kind == "photos":
+        cohort, cohort_info = first_faces[:cohort_size], {"size": min(cohort_size, len(makers))}
+    else:
+        components = 1 if cohort_kind == "gaussian" else None
+        population, cohort, cohort_info = synthetic_cohort(
+            first_faces,
+            size=cohort_size,
+            seed=seed,
+            components=components,
+            min_people=len(first_faces) // 2 if components == 1 else POPULATION_COMPONENT_PEOPLE,
+        )
+    cohort_info["kind"] = cohort_kind
     calibration = calibrate_faces(
         _people_subset(faces, scored),
         model_id,
