@@ -138,7 +138,7 @@ def test_the_main_journey(page: Any, server: ServerProcess, media_dir: Path) -> 
     # The confidence reads as what it is: how many strangers would match this well, never a percentage.
     page.set_input_files("#identify-photo", str(media_dir / "obama2.jpg"))
     page.click("#identify-form button[type=submit]")
-    page.wait_for_function("document.querySelector('#identify-matches').innerText.includes('strangers')")
+    page.locator("#identify-matches li", has_text="strangers would match").wait_for()
     answer = page.inner_text("#identify-matches")
     assert answer.startswith("Barack Obama") and re.search(r"1 in [\d,]+ strangers would match this well", answer)
     assert "%" not in answer and "threshold" in answer
