@@ -106,6 +106,20 @@ def prepare_face(analyzer: object, source: ImageSource, pick: Pick = "one", keep
     )
 
 
+def prepare_candidates(analyzer: object, source: ImageSource, keep_image: bool = True) -> list[PreparedFace]:
+    """Every face of one photo, described, largest first (a folder import chooses among them). None: NoFaceError."""
+    label = describe_source(source)
+    data, image_type = source_bytes(source)
+    faces = analyzer.analyze(load_image(data))  # type: ignore[attr-defined]
+    if not faces:
+        raise NoFaceError(f"{label}: no face found")
+    model_id = str(analyzer.model_id)  # type: ignore[attr-defined]
+    return [
+        prepared_from_face(face, model_id, data if keep_image else None, image_type if keep_image else None, label)
+        for face in faces
+    ]
+
+
 def prepared_from_face(
     face: Face, model_id: str, image: bytes | None, image_type: str | None, label: str = ""
 ) -> PreparedFace:
