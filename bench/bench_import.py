@@ -94,7 +94,16 @@ def main() -> None:
             photos = [p for p in photos if len(faces[p][0])]
             if not photos:
                 continue
-            for photo, choice in zip(photos, choose_faces([faces[p][0] for p in photos], PICK[mode]), strict=True):
+            for photo, choice in zip(
+                photos,
+                choose_faces(
+                    [faces[p][0] for p in photos],
+                    PICK[mode],
+                    boxes=[faces[p][1] for p in photos],
+                    image_sizes=[faces[p][2] for p in photos],
+                ),
+                strict=True,
+            ):
                 if choice.index is None:
                     continue
                 chosen[mode][photo] = faces[photo][0][choice.index]

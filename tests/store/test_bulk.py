@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy import create_engine, text
 
 from faceid.store import Store
-from faceid.store.bulk import BY_CENTROID, BY_RECURRENCE, BY_SIZE, choose_faces, import_folder
+from faceid.store.bulk import BY_CENTROID, BY_PLACE, BY_RECURRENCE, Choice, choose_faces, import_folder
 from faceid.store.config import resolve_database_url
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,9 +115,11 @@ def test_the_face_taken_without_single_face_photos() -> None:
     # No single-face photo: the face every photo shows, whatever its size.
     assert [c.index for c in choose_faces([np.stack([other, subject]), np.stack([stranger, near])])] == [1, 1]
     assert {c.how for c in choose_faces([np.stack([other, subject]), np.stack([stranger, near])])} == {BY_RECURRENCE}
-    # One photo, nothing to compare with: the largest.
-    assert choose_faces([np.stack([other, subject])])[0].index == 0
-    assert choose_faces([np.stack([other, subject])])[0].how == BY_SIZE
+    # One photo, nothing to compare with: the most central of the faces nearly as large as the largest.
+    boxes = np.array([[0, 0, 100, 100], [160, 60, 240, 140], [195, 95, 205, 105]], np.float32)  # largest first
+    only = choose_faces([np.stack([other, subject, stranger])], boxes=[boxes], image_sizes=[(200, 400)])
+    assert only == [Choice(1, BY_PLACE)]  # the tiny face in the very middle is too small to be the subject
+    assert choose_faces([np.stack([other, subject])])[0] == Choice(0, BY_PLACE)  # no boxes: the largest
     # Strict and largest, as asked.
     photos = [subject[None, :], np.stack([other, near])]
     assert [c.index for c in choose_faces(photos, "subject")] == [0, 1]

@@ -6,9 +6,9 @@ killed) leaves whole people only; running it again skips the people already ther
 In a folder named after a person the subject of every photo is known, so a photo with someone else in
 the background is not refused: with ``pick="subject"`` (the default) the face taken is the one that agrees
 with the person's other photos (nearest to the mean of their single-face photos; with none, the face that
-recurs across their photos; with a single photo, the largest). ``pick="largest"`` always takes the largest,
-``pick="one"`` (strict) refuses every photo with several faces. The report says which face was taken where
-there was a choice, and why.
+recurs across their photos; with a single photo, the most central of the faces nearly as large as the
+largest). ``pick="largest"`` always takes the largest, ``pick="one"`` (strict) refuses every photo with
+several faces. The report says which face was taken where there was a choice, and why.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from faceid.errors import BadInputError, ConflictError, ImageError, NoFaceError
 from faceid.store.photos import PreparedFace, prepare_candidates
 from faceid.store.records import ImportReport
 from faceid.store.schema import name_key
+from faceid.thresholds import IMPORT_SUBJECT_MIN_AREA
 
 if TYPE_CHECKING:
     from faceid.store.store import Store
@@ -40,7 +41,7 @@ SEVERAL_FACES = "several faces"
 # Why a face was taken from a photo with several (the report's words).
 BY_CENTROID = "nearest to the person's single-face photos"
 BY_RECURRENCE = "the face that recurs in the person's photos"
-BY_SIZE = "the largest (nothing to compare with)"
+BY_PLACE = "the most central of the large ones (nothing to compare with)"
 BY_REQUEST = "the largest (--largest)"
 
 
@@ -52,13 +53,35 @@ class Choice:
     how: str
 
 
-def choose_faces(photos: Sequence[np.ndarray], pick: ImportPick = "subject") -> list[Choice]:
-    """The face to keep from each of one person's photos, given each photo's descriptors (largest first).
+def most_central_large(boxes: np.ndarray, image_size: tuple[int, int] | None) -> int:
+    """Of faces (x0, y0, x1, y1; largest first), the most central of those at least IMPORT_SUBJECT_MIN_AREA
+    of the largest's area; the largest when the photo's size is unknown."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if image_size is None or len(boxes) < 2:
+        return 0
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    large = np.flatnonzero(areas >= IMPORT_SUBJECT_MIN_AREA * areas.max())
+    height, width = image_size
+    offsets = np.hypot(
+        (boxes[large, 0] + boxes[large, 2]) / 2 - width / 2, (boxes[large, 1] + boxes[large, 3]) / 2 - height / 2
+    )
+    return int(large[int(np.argmin(offsets))])
+
+
+def choose_faces(
+    photos: Sequence[np.ndarray],
+    pick: ImportPick = "subject",
+    boxes: Sequence[np.ndarray] | None = None,
+    image_sizes: Sequence[tuple[int, int] | None] | None = None,
+) -> list[Choice]:
+    """The face to keep from each of one person's photos, given each photo's descriptors (largest first)
+    and, for the last resort, their boxes and the photos' (height, width).
 
     A photo with one face keeps it. Of a photo with several: ``subject`` takes the face nearest to the mean
     of the single-face photos' descriptors; without single-face photos, the face whose summed distance to
     the nearest face of each other photo is least (the one person every photo shows); with one photo only,
-    the largest. ``largest`` takes the largest; ``one`` refuses the photo.
+    the most central of the faces nearly as large as the largest (the largest without boxes). ``largest``
+    takes the largest; ``one`` refuses the photo.
     """
     if pick not in IMPORT_PICKS:
         raise ValueError(f"pick must be one of {IMPORT_PICKS}, not {pick!r}")
@@ -87,7 +110,9 @@ def choose_faces(photos: Sequence[np.ndarray], pick: ImportPick = "subject") -> 
                 )
                 choices[i] = Choice(int(np.argmin(cost)), BY_RECURRENCE)
         else:
-            choices[several[0]] = Choice(0, BY_SIZE)
+            only = several[0]
+            place = most_central_large(boxes[only], image_sizes[only] if image_sizes else None) if boxes else 0
+            choices[only] = Choice(place, BY_PLACE)
     return [c for c in choices if c is not None]
 
 
@@ -144,7 +169,12 @@ def import_folder(
             except ImageError as error:
                 report.skip_image(relative, f"unreadable: {error}")
         prepared: list[PreparedFace] = []
-        choices = choose_faces([np.stack([f.embedding for f in faces]) for _, faces in candidates], pick)
+        choices = choose_faces(
+            [np.stack([f.embedding for f in faces]) for _, faces in candidates],
+            pick,
+            boxes=[np.array([f.box or [0.0, 0.0, 0.0, 0.0] for f in faces]) for _, faces in candidates],
+            image_sizes=[faces[0].image_size for _, faces in candidates],
+        )
         for (relative, faces), choice in zip(candidates, choices, strict=True):
             if choice.index is None:
                 report.skip_image(relative, f"{choice.how}: {len(faces)} found (--strict)")
