@@ -38,6 +38,8 @@ from faceid.store.match import pairwise_distances
 from faceid.thresholds import IDENTIFY_CANDIDATE_FACES, IVF_NPROBE, PGVECTOR_EF_SEARCH
 
 MODEL = "bench-search"
+MODEL_2 = "bench-search-2"  # a second model version's descriptors of the same faces (--versions 2)
+SECOND_VERSION_SHIFT = 0.2  # distance between a face's two versions (same-person faces are ~0.4 apart)
 
 
 # -- data ---------------------------------------------------------------------------------------------------
@@ -107,12 +109,19 @@ def build_gallery(root: Path, largest: int, queries: int, seed: int) -> dict[str
         + rng.standard_normal((len(probe_people), len(mean)), np.float32)
         @ np.linalg.cholesky(within + 1e-9 * np.eye(len(mean))).astype(np.float32).T
     )
-    real_probes = embeddings[rng.choice(held_out, queries // 2, replace=False)]
-    person_ids = np.concatenate([np.arange(len(real)), len(real) + owners]).astype(np.int64)
+    real_probe_rows = rng.choice(held_out, queries // 2, replace=False)
+    real_probes = embeddings[real_probe_rows]
+    # Real faces keep their person (a held-out photo's person has other photos in the gallery); synthetic
+    # people come after them.
+    names = {name: number for number, name in enumerate(sorted(set(people.tolist())))}
+    real_people = np.array([names[name] for name in people.tolist()], np.int64)
+    person_ids = np.concatenate([real_people[real], len(names) + owners]).astype(np.int64)
+    query_people = np.concatenate([real_people[real_probe_rows], len(names) + probe_people]).astype(np.int64)
     return {
         "gallery": gallery.astype(np.float32),
         "person_ids": person_ids,
         "queries": np.concatenate([real_probes, synthetic_probes]).astype(np.float32),
+        "query_people": query_people,
         "real_in_gallery": np.array(len(real)),
     }
 
@@ -146,18 +155,41 @@ def time_queries(search: object, queries: np.ndarray, limit_s: float) -> tuple[l
     return timings, answers
 
 
-def summarise(timings: list[float], answers: list[Neighbours], truth: tuple[np.ndarray, np.ndarray]) -> dict:
+def summarise(
+    timings: list[float],
+    answers: list[Neighbours],
+    truth: tuple[np.ndarray, np.ndarray],
+    person_ids: np.ndarray,
+    query_people: np.ndarray,
+) -> dict:
+    """Latency, and recall@1 of the face (the exact nearest) and of the person (the nearest face's owner,
+    which is what identification needs: a miss that finds another face of the same person costs nothing)."""
     truth_ids, truth_distances = truth
     hits = [
         len(a) > 0 and (int(a.face_ids[0]) == int(truth_ids[i]) or float(a.distances[0]) <= truth_distances[i] + 1e-4)
         for i, a in enumerate(answers)
     ]
+    person_hits = [
+        hit or (len(a) > 0 and int(a.person_ids[0]) == int(person_ids[truth_ids[i]]))
+        for i, (a, hit) in enumerate(zip(answers, hits, strict=True))
+    ]
+    # The store re-scores the people owning the k faces found (by their centroids): what it needs is the
+    # nearest face's owner among them.
+    among = [
+        hit or int(person_ids[truth_ids[i]]) in set(a.person_ids.tolist())
+        for i, (a, hit) in enumerate(zip(answers, hits, strict=True))
+    ]
+    # The query's own person (its photo's, or the synthetic person it was drawn around) among them.
+    own = [int(query_people[i]) in set(a.person_ids.tolist()) for i, a in enumerate(answers)]
     ms = 1000 * np.array(timings)
     return {
         "queries": len(timings),
         "p50_ms": round(float(np.percentile(ms, 50)), 3),
         "p99_ms": round(float(np.percentile(ms, 99)), 3),
         "recall_at_1": round(float(np.mean(hits)), 4),
+        "person_recall_at_1": round(float(np.mean(person_hits)), 4),
+        "person_in_candidates": round(float(np.mean(among)), 4),
+        "own_person_in_candidates": round(float(np.mean(own)), 4),
     }
 
 
@@ -182,15 +214,38 @@ def start_postgres(folder: Path) -> tuple[object, str]:
     return server, str(server.get_uri())
 
 
-def load_postgres(url: str, data_dir: Path, gallery: np.ndarray, person_ids: np.ndarray) -> float:
-    """Fill the store's tables with ``gallery`` (COPY), then build the HNSW index; returns its build seconds."""
+def second_version(gallery: np.ndarray, seed: int) -> np.ndarray:
+    """The same faces as described by a second model version close to the first (a fine-tune of it): each
+    face's second descriptor lies about SECOND_VERSION_SHIFT from its first, so the two versions' faces are
+    interleaved in the table, as they are while a store re-embeds."""
+    rng = np.random.default_rng(seed + 1)
+    noise = rng.standard_normal(gallery.shape, np.float32) * np.float32(
+        SECOND_VERSION_SHIFT / np.sqrt(gallery.shape[1])
+    )
+    return (gallery + noise).astype(np.float32)
+
+
+def load_postgres(
+    url: str,
+    data_dir: Path,
+    gallery: np.ndarray,
+    person_ids: np.ndarray,
+    second: np.ndarray | None = None,
+    m: int = 16,
+    ef_construction: int = 64,
+    per_model: bool = False,
+) -> float:
+    """Fill the store's tables with ``gallery`` (COPY; with ``second``, the same faces under MODEL_2 too),
+    then build the HNSW index (one for the table, or with ``per_model`` one partial index per model);
+    returns the build seconds."""
     import psycopg
 
     from faceid.store import Store
 
     Store(data_dir, url, model_id=MODEL).close()  # the store's own schema, as migrations make it
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as connection:
-        connection.execute("DROP INDEX IF EXISTS ix_faces_embedding_hnsw")
+        for name in ("ix_faces_embedding_hnsw", "ix_faces_embedding_hnsw_1", "ix_faces_embedding_hnsw_2"):
+            connection.execute(f"DROP INDEX IF EXISTS {name}")
         connection.execute("TRUNCATE faces, people, face_log RESTART IDENTITY CASCADE")
         now = "2025-01-01T00:00:00+00"
         with connection.cursor().copy(
@@ -198,15 +253,25 @@ def load_postgres(url: str, data_dir: Path, gallery: np.ndarray, person_ids: np.
         ) as copy:
             for person in np.unique(person_ids).tolist():
                 copy.write_row((person + 1, f"p{person}", f"p{person}", "{}", now, now))
+        versions = [(MODEL, gallery)] + ([(MODEL_2, second)] if second is not None else [])
         with connection.cursor().copy("COPY faces (id, person_id, model_id, embedding, created_at) FROM STDIN") as copy:
-            for face, (person, vector) in enumerate(zip(person_ids.tolist(), gallery, strict=True)):
-                literal = "[" + ",".join(f"{v:.7g}" for v in vector.tolist()) + "]"
-                copy.write_row((face + 1, person + 1, MODEL, literal, now))
+            # The versions interleaved face by face, as a re-embedding writes them.
+            for face, person in enumerate(person_ids.tolist()):
+                for number, (model, vectors) in enumerate(versions):
+                    literal = "[" + ",".join(f"{v:.7g}" for v in vectors[face].tolist()) + "]"
+                    copy.write_row((number * len(gallery) + face + 1, person + 1, model, literal, now))
         started = time.perf_counter()
-        connection.execute(
-            "CREATE INDEX ix_faces_embedding_hnsw ON faces USING hnsw (embedding vector_l2_ops) "
-            "WITH (m = 16, ef_construction = 64)"
-        )
+        options = f"WITH (m = {m}, ef_construction = {ef_construction})"
+        if per_model:
+            for number, (model, _) in enumerate(versions, 1):
+                connection.execute(
+                    f"CREATE INDEX ix_faces_embedding_hnsw_{number} ON faces USING hnsw (embedding vector_l2_ops) "
+                    f"{options} WHERE model_id = '{model}'"
+                )
+        else:
+            connection.execute(
+                f"CREATE INDEX ix_faces_embedding_hnsw ON faces USING hnsw (embedding vector_l2_ops) {options}"
+            )
         build = time.perf_counter() - started
         connection.execute("ANALYZE faces")
     return build
@@ -220,6 +285,14 @@ def main() -> int:
     parser.add_argument("--nprobe", default=f"16,{IVF_NPROBE},64", help="IVF cells scanned per query (sweep)")
     parser.add_argument("--ef-search", default=f"40,{PGVECTOR_EF_SEARCH},200", help="pgvector hnsw.ef_search (sweep)")
     parser.add_argument("--time-per-setting", type=float, default=30.0, help="seconds of queries per setting at most")
+    parser.add_argument(
+        "--versions", type=int, choices=(1, 2), default=1, help="2: a second model version's faces in the table too"
+    )
+    parser.add_argument("--hnsw", default="16:64", help="pgvector index builds to compare, m:ef_construction,...")
+    parser.add_argument(
+        "--per-model", default="no", help="pgvector: no (one index), yes (a partial index per model) or no,yes"
+    )
+    parser.add_argument("--iterative", default="relaxed_order", help="pgvector hnsw.iterative_scan modes (sweep)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args()
@@ -243,7 +316,7 @@ def main() -> int:
             exact = ExactIndex()
             exact.upsert(np.arange(size), person_ids, gallery)
             timings, answers = time_queries(exact.search, queries, args.time_per_setting)
-            anchor = summarise(timings, answers, truth)
+            anchor = summarise(timings, answers, truth, person_ids, data["query_people"])
             results.append({"size": size, "index": "exact", "setting": "", "build_s": 0.0, **anchor})
             if "ivf" in indexes:
                 ivf = IvfIndex()
@@ -253,7 +326,7 @@ def main() -> int:
                 for nprobe in (int(n) for n in args.nprobe.split(",")):
                     ivf.set_nprobe(nprobe)
                     timings, answers = time_queries(ivf.search, queries, args.time_per_setting)
-                    row = summarise(timings, answers, truth)
+                    row = summarise(timings, answers, truth, person_ids, data["query_people"])
                     results.append(
                         {"size": size, "index": "ivf", "setting": f"nprobe={nprobe}", "build_s": build, **row}
                     )
@@ -262,23 +335,33 @@ def main() -> int:
                 if server is None:
                     server, url = start_postgres(folder)
                 assert url is not None
-                build = load_postgres(url, folder / "data", gallery, person_ids)
                 from sqlalchemy import create_engine
 
-                engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=2)
-                for ef in (int(e) for e in args.ef_search.split(",")):
-                    pgvector = PgvectorIndex(engine, MODEL, ef_search=ef)
+                second = second_version(gallery, args.seed) if args.versions == 2 else None
+                for build_setting in args.hnsw.split(","):
+                    m, ef_construction = (int(v) for v in build_setting.split(":"))
+                    for per_model in (p == "yes" for p in args.per_model.split(",")):
+                        build = load_postgres(
+                            url, folder / "data", gallery, person_ids, second, m, ef_construction, per_model
+                        )
+                        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=2)
+                        layout = f"{args.versions} model(s), " + ("index per model" if per_model else "one index")
+                        for mode in args.iterative.split(","):
+                            for ef in (int(e) for e in args.ef_search.split(",")):
+                                pgvector = PgvectorIndex(engine, MODEL, ef_search=ef, iterative_scan=mode)
 
-                    def search(query: np.ndarray, k: int, index: PgvectorIndex = pgvector) -> Neighbours:
-                        answer = index.search(query, k)  # ids are 1-based in the table
-                        return Neighbours(answer.face_ids - 1, answer.person_ids - 1, answer.distances)
+                                def search(query: np.ndarray, k: int, index: PgvectorIndex = pgvector) -> Neighbours:
+                                    answer = index.search(query, k)  # ids are 1-based in the table
+                                    return Neighbours(answer.face_ids - 1, answer.person_ids - 1, answer.distances)
 
-                    timings, answers = time_queries(search, queries, args.time_per_setting)
-                    row = summarise(timings, answers, truth)
-                    results.append(
-                        {"size": size, "index": "pgvector", "setting": f"ef_search={ef}", "build_s": build, **row}
-                    )
-                engine.dispose()
+                                timings, answers = time_queries(search, queries, args.time_per_setting)
+                                row = summarise(timings, answers, truth, person_ids, data["query_people"])
+                                setting = f"{layout}; m={m}, ef_construction={ef_construction}; {mode}; ef_search={ef}"
+                                results.append(
+                                    {"size": size, "index": "pgvector", "setting": setting, "build_s": build, **row}
+                                )
+                                print(f"    {setting}: {row}", file=sys.stderr, flush=True)
+                        engine.dispose()
             for row in results:
                 if row["size"] == size:
                     row["speed_vs_exact"] = round(anchor["p50_ms"] / max(row["p50_ms"], 1e-9), 2)
@@ -287,12 +370,17 @@ def main() -> int:
         if server is not None:
             server.cleanup()  # type: ignore[attr-defined]
     print()
-    print("| faces | index | setting | build s | p50 ms | p99 ms | p50 vs exact | recall@1 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| faces | index | setting | build s | p50 ms | p99 ms | p50 vs exact | recall@1 | person recall@1 "
+        "| person among candidates | own person among candidates |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in results:
         print(
             f"| {row['size']:,} | {row['index']} | {row['setting'] or '-'} | {row['build_s']:.1f} | "
-            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['speed_vs_exact']:.1f}x | {row['recall_at_1']:.4f} |"
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['speed_vs_exact']:.1f}x | {row['recall_at_1']:.4f} "
+            f"| {row['person_recall_at_1']:.4f} | {row['person_in_candidates']:.4f} "
+            f"| {row['own_person_in_candidates']:.4f} |"
         )
     print(f"\n({time.perf_counter() - started:.0f} s in all)")
     if args.json:

@@ -74,6 +74,11 @@ CAMERA_COHORT_MIN = 30
 CAMERA_COHORT_CLEARANCE = 1.15
 CAMERA_MAX_ADJUSTMENT = 0.15
 CAMERA_REFRESH_SECONDS = 60.0
+# Folder import (faceid.store.bulk), a photo with several faces and nothing of the person to compare it with
+# (their only photo): the most central of the faces at least this fraction of the largest one's area. On
+# faces-dev's 97 such photos the largest face was the subject's (the central one) 88 times, this rule 97 times
+# (`python bench/bench_import.py`).
+IMPORT_SUBJECT_MIN_AREA = 0.5
 # Decision threshold on the plain centroid distance when a model has no calibration: about 1% of faces-dev
 # strangers match someone in a 200-person gallery at 0.46 (`faceid calibrate --method distance --root faces-dev
 # --dry-run`, dlib-resnet-v1, fast detector), where dlib's 0.6 lets about a quarter through. Calibrate for real use.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -153,6 +154,25 @@ def test_api_keys_are_shown_once_stored_hashed_and_revocable(clients: Clients) -
     assert clients.anonymous.post("/api/v1/events", data={"source": "door"}, headers=bearer).status_code == 401
     bad_scope = admin.post("/api/v1/api-keys", json={"name": "x", "scopes": ["everything"]}, headers=headers)
     assert bad_scope.status_code == 422
+
+
+def test_a_key_made_without_scopes_is_a_device_key(clients: Clients) -> None:
+    """What a camera or a connected monitor needs (read the gallery, post events), and nothing more."""
+    admin, headers = clients.as_user("admin"), clients.headers("admin")
+
+    def made(body: dict[str, Any]) -> Any:
+        return admin.post("/api/v1/api-keys", json={"name": "cam", **body}, headers=headers)
+
+    device = made({})
+    assert device.status_code == 201 and device.json()["scopes"] == ["read", "ingest"]
+    assert made({"preset": "device"}).json()["scopes"] == ["read", "ingest"]
+    assert made({"preset": "device", "scopes": ["identify"]}).json()["scopes"] == ["read", "identify", "ingest"]
+    assert made({"scopes": ["ingest"]}).json()["scopes"] == ["ingest"]
+    assert made({"preset": "everything"}).status_code == 422
+    bearer = {"Authorization": f"Bearer {device.json()['key']}"}
+    assert clients.anonymous.get("/api/v1/gallery/embeddings", headers=bearer).status_code == 200
+    assert clients.anonymous.post("/api/v1/events", data={"source": "door"}, headers=bearer).status_code == 201
+    assert clients.anonymous.post("/api/v1/people", json={"name": "x"}, headers=bearer).status_code == 403
 
 
 # -- people and faces ---------------------------------------------------------------------------------

@@ -33,6 +33,10 @@ def test_user_and_key_commands(
         accounts = Accounts(store.engine)
         assert accounts.login("alice", "another-password").user.role == "admin"
         assert accounts.authenticate_key(key["key"]).scopes == ["ingest"]
+    assert main(["apikey", "create", "cam", "--json", "--data-dir", data]) == 0
+    out = capsys.readouterr().out
+    device = json.loads(out[out.index("{") :])
+    assert device["scopes"] == ["read", "ingest"]  # the device preset: what a camera or a monitor needs
     assert main(["apikey", "revoke", str(key["id"]), "--data-dir", data]) == 0
     with Store(data, model_id="x") as store:
         assert Accounts(store.engine).authenticate_key(key["key"]) is None

@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy import create_engine, text
 
 from faceid.store import Store
-from faceid.store.bulk import import_folder
+from faceid.store.bulk import BY_CENTROID, BY_PLACE, BY_RECURRENCE, Choice, choose_faces, import_folder
 from faceid.store.config import resolve_database_url
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def test_import_reports_what_it_skipped(photo_store: Store, media_dir: Path, tmp
     nobody.mkdir()
     (nobody / "lawn.png").write_bytes(buffer.getvalue())
 
-    report = import_folder(photo_store, root, progress=False)
+    report = import_folder(photo_store, root, pick="one", progress=False)  # strict
     assert report.people_enrolled == 3 and report.faces_enrolled == 5
     reasons = {Path(item["path"]).name: item["reason"] for item in report.skipped_images}
     assert reasons["two.jpg"].startswith("several faces")
@@ -79,6 +79,52 @@ def test_import_reports_what_it_skipped(photo_store: Store, media_dir: Path, tmp
     assert again.people_enrolled == 0
     assert {p["reason"] for p in again.skipped_people} >= {"already in the store"}
     assert photo_store.check()["ok"]
+
+
+def test_a_photo_with_someone_in_the_background_keeps_the_subject(
+    photo_store: Store, media_dir: Path, tmp_path: Path, analyzer: object
+) -> None:
+    """In Barack Obama's folder, two photos show Joe Biden too, larger: Obama's face is the one taken."""
+    root = tmp_path / "tree"
+    folder = root / "Barack_Obama"
+    folder.mkdir(parents=True)
+    (folder / "alone.jpg").write_bytes(jpeg_variant(media_dir / "obama.jpg", 1))
+    (folder / "with_biden.jpg").write_bytes((media_dir / "two_people.jpg").read_bytes())
+    (folder / "with_biden_too.jpg").write_bytes(
+        (media_dir / "knn_examples" / "test" / "obama_and_biden.jpg").read_bytes()
+    )
+    obama = analyzer.analyze(media_dir / "obama.jpg")[0].embedding  # type: ignore[attr-defined]
+
+    def obamas_face(photo: Path) -> int:  # 1 = the largest
+        faces = analyzer.analyze(photo)  # type: ignore[attr-defined]
+        return 1 + int(np.argmin([np.linalg.norm(f.embedding - obama) for f in faces]))
+
+    report = import_folder(photo_store, root, progress=False)
+    assert report.people_enrolled == 1 and report.faces_enrolled == 3 and report.skipped_images == []
+    taken = {Path(item["path"]).name: item for item in report.chosen}
+    assert set(taken) == {"with_biden.jpg", "with_biden_too.jpg"}
+    for name, item in taken.items():
+        assert item["face"] == obamas_face(folder / name) != 1 and item["faces"] == 2
+        assert item["how"] == BY_CENTROID
+    assert report.to_dict()["chosen_by_rule"] == {BY_CENTROID: 2}
+
+
+def test_the_face_taken_without_single_face_photos() -> None:
+    subject, other, stranger = np.eye(3, dtype=np.float32)
+    near = subject + 0.05
+    # No single-face photo: the face every photo shows, whatever its size.
+    assert [c.index for c in choose_faces([np.stack([other, subject]), np.stack([stranger, near])])] == [1, 1]
+    assert {c.how for c in choose_faces([np.stack([other, subject]), np.stack([stranger, near])])} == {BY_RECURRENCE}
+    # One photo, nothing to compare with: the most central of the faces nearly as large as the largest.
+    boxes = np.array([[0, 0, 100, 100], [160, 60, 240, 140], [195, 95, 205, 105]], np.float32)  # largest first
+    only = choose_faces([np.stack([other, subject, stranger])], boxes=[boxes], image_sizes=[(200, 400)])
+    assert only == [Choice(1, BY_PLACE)]  # the tiny face in the very middle is too small to be the subject
+    assert choose_faces([np.stack([other, subject])])[0] == Choice(0, BY_PLACE)  # no boxes: the largest
+    # Strict and largest, as asked.
+    photos = [subject[None, :], np.stack([other, near])]
+    assert [c.index for c in choose_faces(photos, "subject")] == [0, 1]
+    assert [c.index for c in choose_faces(photos, "largest")] == [0, 0]
+    assert [c.index for c in choose_faces(photos, "one")] == [0, None]
 
 
 def _faceid(*args: str) -> list[str]:

@@ -160,9 +160,11 @@ def _cmd_user_remove(args: argparse.Namespace) -> int:
 
 
 def _cmd_key_create(args: argparse.Namespace) -> int:
+    from faceid.store.accounts import key_scopes
+
     store, accounts = _accounts(args)
     with store:
-        key = accounts.create_key(args.name, args.scope or ["ingest"])
+        key = accounts.create_key(args.name, key_scopes(args.scope, args.preset))
     if args.json:
         print_json(key.to_dict())
     else:
@@ -193,7 +195,7 @@ def _cmd_key_revoke(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from faceid.store.accounts import ROLES, SCOPES
+    from faceid.store.accounts import DEFAULT_KEY_PRESET, KEY_PRESETS, ROLES, SCOPES
     from faceid.vision.detect import DETECTORS, PHOTO_DETECTOR
 
     serve = subparsers.add_parser("serve", help="run the web app and REST API")
@@ -259,7 +261,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     key_sub = key.add_subparsers(dest="key_command", metavar="ACTION", required=True)
     create = key_sub.add_parser("create", help="create a key (printed once)")
     create.add_argument("name")
-    create.add_argument("--scope", action="append", choices=SCOPES, help="repeatable (default: ingest)")
+    presets = "; ".join(f"{name}: {', '.join(scopes)}" for name, scopes in KEY_PRESETS.items())
+    create.add_argument(
+        "--preset",
+        choices=sorted(KEY_PRESETS),
+        default=None,
+        help=f"a named set of scopes ({presets}); without --preset or --scope: {DEFAULT_KEY_PRESET}, "
+        "what a camera or a connected monitor needs",
+    )
+    create.add_argument("--scope", action="append", choices=SCOPES, help="repeatable; added to --preset's")
     _add_store_options(create)
     add_json_option(create)
     create.set_defaults(handler=_cmd_key_create)

@@ -222,7 +222,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         report = import_folder(
             store,
             root,
-            pick="largest" if args.largest else "one",
+            pick="largest" if args.largest else "one" if args.strict else "subject",
             max_photos=args.max_photos,
             progress=_progress(args),
         )
@@ -230,6 +230,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
         print_json(report.to_dict())
         return 0
     echo(f"enrolled {report.people_enrolled} people with {report.faces_enrolled} faces")
+    if report.chosen:
+        rules = ", ".join(f"{n} {how}" for how, n in sorted(report.chosen_by_rule().items()))
+        echo(f"took one face of {len(report.chosen)} photos with several: {rules}")
+        for item in report.chosen[: args.show_skipped]:
+            echo(f"  {item['path']}: face {item['face']} of {item['faces']} (1 = largest), {item['how']}")
     if report.skipped_images:
         reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(report.reasons().items()))
         echo(f"skipped {len(report.skipped_images)} photos: {reasons}")
@@ -526,11 +531,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_store_options(remove)
     remove.set_defaults(handler=_cmd_delete)
 
-    bulk = people.add_parser("import", help="enroll everyone in a folder tree ROOT/<person>/<photos>")
+    bulk = people.add_parser(
+        "import",
+        help="enroll everyone in a folder tree ROOT/<person>/<photos>; of a photo with several faces, the one "
+        "that agrees with the person's other photos",
+    )
     bulk.add_argument("root", metavar="ROOT")
-    bulk.add_argument("--largest", action="store_true", help="in a photo with several faces, take the largest")
+    several = bulk.add_mutually_exclusive_group()
+    several.add_argument(
+        "--largest", action="store_true", help="in a photo with several faces, take the largest (not the subject's)"
+    )
+    several.add_argument("--strict", action="store_true", help="skip every photo with several faces")
     bulk.add_argument("--max-photos", type=int, default=None, help="at most this many photos per person")
-    bulk.add_argument("--show-skipped", type=int, default=20, help="list at most this many skipped items")
+    bulk.add_argument(
+        "--show-skipped", type=int, default=20, help="list at most this many skipped items (and faces taken)"
+    )
     bulk.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_store_options(bulk, photos=True)
     bulk.set_defaults(handler=_cmd_import)

@@ -220,7 +220,7 @@ class Agent:
         self, stack: contextlib.ExitStack, analyzer: Any, state_dir: Path
     ) -> tuple[Callable[[], Recognizer], Callable[[], dict[str, Any]], Any, Any]:
         from faceid.monitor.client import ServerClient
-        from faceid.monitor.connected import GallerySync
+        from faceid.monitor.connected import GallerySync, check_key
         from faceid.monitor.outbox import Outbox, Uploader
 
         config = self.config
@@ -228,6 +228,7 @@ class Agent:
             client = ServerClient(str(config.server), str(config.api_key))
         except ValueError as error:
             raise BadInputError(f"--server: {error}") from None
+        check_key(client)
         outbox = Outbox(state_dir / "outbox.sqlite3")
         stack.callback(outbox.close)
         pruned = outbox.prune()

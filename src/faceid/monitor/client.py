@@ -89,6 +89,10 @@ class ServerClient:
             reason = getattr(error, "reason", error)
             raise ServerUnreachable(f"{self.base_url}: {reason}") from None
 
+    def me(self) -> Answer:
+        """Who the key is: its scopes (``GET /api/v1/auth/me``)."""
+        return self._request("GET", "/api/v1/auth/me")
+
     def gallery(self, model_id: str | None, etag: str | None = None) -> Answer:
         query = {"include_cohort": "true"}
         if model_id:

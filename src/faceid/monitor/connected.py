@@ -24,6 +24,44 @@ from faceid.thresholds import MONITOR_CONNECT_ATTEMPTS, MONITOR_GALLERY_REFRESH_
 log = logging.getLogger(__name__)
 
 
+# What a connected monitor asks of its key: the gallery (read) and posting events (ingest). The server's
+# "device" key preset (faceid.store.accounts.KEY_PRESETS) is exactly this.
+NEEDED_SCOPES = ("read", "ingest")
+KEY_RECIPE = (
+    "make a device key: 'faceid apikey create NAME' (preset device: read, ingest), or tick read and ingest "
+    "on the server's API keys page"
+)
+
+
+def check_key(client: ServerClient) -> None:
+    """Refuse at once a key the server rejects or that lacks a scope the monitor needs.
+
+    An unreachable server is no refusal: the gallery cache and the queue are there for that.
+    """
+    try:
+        answer = client.me()
+    except ServerUnreachable as error:
+        log.debug("cannot check the API key now: %s", error)
+        return
+    if answer.status == 401:
+        raise BadInputError(f"the server refused the API key (HTTP 401: {answer.detail()}); {KEY_RECIPE}")
+    if answer.status != 200:
+        log.debug("cannot check the API key now: HTTP %s", answer.status)
+        return
+    try:
+        scopes = answer.json().get("scopes")
+    except (ValueError, AttributeError):
+        return
+    if scopes is None:  # not a key (a server in front that answers for a user): nothing to check
+        return
+    missing = [s for s in NEEDED_SCOPES if s not in scopes]
+    if missing:
+        raise BadInputError(
+            f"this API key has the scope(s) {', '.join(scopes) or 'none'} but a monitor also needs "
+            f"{' and '.join(missing)}; {KEY_RECIPE}"
+        )
+
+
 class GalleryUnavailableError(FaceidError):
     """No gallery: the server could not be reached and no copy was cached."""
 
@@ -72,7 +110,7 @@ class GallerySync:
         if answer.status in (401, 403):
             raise BadInputError(
                 f"the server refused the API key for the gallery (HTTP {answer.status}: "
-                f"{answer.detail()}); it needs the 'read' scope"
+                f"{answer.detail()}); it needs the 'read' scope: {KEY_RECIPE}"
             )
         if answer.status != 200:
             raise ServerUnreachable(f"gallery: HTTP {answer.status}: {answer.detail()}")

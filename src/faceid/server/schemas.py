@@ -208,7 +208,14 @@ class UserUpdate(BaseModel):
 
 class ApiKeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(min_length=1, description="read, identify, ingest, write")
+    scopes: list[str] | None = Field(
+        default=None, min_length=1, description="read, identify, ingest, write (added to the preset's)"
+    )
+    preset: str | None = Field(
+        default=None,
+        description="a named set of scopes: device = read, ingest (what a camera or a connected monitor needs); "
+        "the default when no scopes are given",
+    )
 
 
 class ApiKeyOut(BaseModel):

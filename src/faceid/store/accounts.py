@@ -61,6 +61,11 @@ SCOPE_HELP = {
     "ingest": "post events (cameras, the monitor)",
     "write": "enroll, edit and delete people and faces",
 }
+# Named sets of scopes. "device" is what a camera or ``faceid monitor --server`` needs and nothing more: pull
+# the gallery (read) and post what it saw (ingest). It is the default of ``faceid apikey create``, of
+# ``POST /api/v1/api-keys`` without scopes, and of the API keys page.
+KEY_PRESETS: dict[str, tuple[str, ...]] = {"device": ("read", "ingest")}
+DEFAULT_KEY_PRESET = "device"
 USERNAME_MAX = 64
 PASSWORD_MIN = 8
 PASSWORD_MAX = 1024  # argon2 takes anything, but a megabyte "password" is a denial of service
@@ -167,6 +172,16 @@ def check_scopes(scopes: Any) -> list[str]:
     if unknown:
         raise BadInputError(f"unknown scope(s) {', '.join(map(str, unknown))}; choose from {', '.join(SCOPES)}")
     return sorted(set(scopes), key=SCOPES.index)
+
+
+def key_scopes(scopes: Sequence[str] | None = None, preset: str | None = None) -> list[str]:
+    """The scopes of a new key: a preset's and/or those named; neither gives the default preset (device)."""
+    if preset is not None and preset not in KEY_PRESETS:
+        raise BadInputError(f"unknown API key preset {preset!r}; choose from {', '.join(KEY_PRESETS)}")
+    if preset is None and not scopes:
+        preset = DEFAULT_KEY_PRESET
+    chosen = [*(KEY_PRESETS[preset] if preset else ()), *(scopes or ())]
+    return check_scopes(chosen)
 
 
 @dataclass(frozen=True)

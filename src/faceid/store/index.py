@@ -347,10 +347,19 @@ class PgvectorIndex:
 
     kind = "pgvector"
 
-    def __init__(self, engine: Engine, model_id: str, ef_search: int = PGVECTOR_EF_SEARCH) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        model_id: str,
+        ef_search: int = PGVECTOR_EF_SEARCH,
+        iterative_scan: str = "relaxed_order",
+    ) -> None:
+        if iterative_scan not in ("off", "relaxed_order", "strict_order"):
+            raise ValueError(f"iterative_scan must be off, relaxed_order or strict_order, not {iterative_scan!r}")
         self.engine = engine
         self.model_id = model_id
         self.ef_search = ef_search
+        self.iterative_scan = iterative_scan
         self._size = 0
 
     def __len__(self) -> int:
@@ -378,7 +387,9 @@ class PgvectorIndex:
         with self.engine.connect() as connection, connection.begin():
             # SET LOCAL lasts for this transaction only; iterative scans keep k results despite the model filter.
             connection.execute(text(f"SET LOCAL hnsw.ef_search = {int(max(self.ef_search, k))}"))
-            connection.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+            connection.execute(text(f"SET LOCAL hnsw.iterative_scan = {self.iterative_scan}"))
+            # A generic plan cannot use an index built for one model only (WHERE model_id = '...').
+            connection.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
             rows = connection.execute(
                 text(
                     "SELECT id, person_id, embedding <-> CAST(:q AS vector) AS distance FROM faces "

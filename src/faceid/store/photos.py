@@ -41,6 +41,7 @@ class PreparedFace:
     quality: float | None = None
     size: float | None = None
     label: str = ""
+    image_size: tuple[int, int] | None = None  # (height, width) of the photo
 
 
 def describe_source(source: ImageSource) -> str:
@@ -105,6 +106,24 @@ def prepare_face(analyzer: object, source: ImageSource, pick: Pick = "one", keep
         image_type if keep_image else None,
         label,
     )
+
+
+def prepare_candidates(analyzer: object, source: ImageSource, keep_image: bool = True) -> list[PreparedFace]:
+    """Every face of one photo, described, largest first (a folder import chooses among them). None: NoFaceError."""
+    label = describe_source(source)
+    data, image_type = source_bytes(source)
+    rgb = load_image(data)
+    faces = analyzer.analyze(rgb)  # type: ignore[attr-defined]
+    if not faces:
+        raise NoFaceError(f"{label}: no face found")
+    model_id = str(analyzer.model_id)  # type: ignore[attr-defined]
+    prepared = [
+        prepared_from_face(face, model_id, data if keep_image else None, image_type if keep_image else None, label)
+        for face in faces
+    ]
+    for face in prepared:
+        face.image_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+    return prepared
 
 
 def prepared_from_face(

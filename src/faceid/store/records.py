@@ -230,9 +230,20 @@ class ImportReport:
     faces_enrolled: int = 0
     skipped_images: list[dict[str, str]] = field(default_factory=list)
     skipped_people: list[dict[str, str]] = field(default_factory=list)
+    # Photos with several faces where one was taken: which (1 = largest) of how many, and why.
+    chosen: list[dict[str, Any]] = field(default_factory=list)
 
     def skip_image(self, path: str, reason: str) -> None:
         self.skipped_images.append({"path": path, "reason": reason})
+
+    def choose(self, path: str, index: int, faces: int, how: str) -> None:
+        self.chosen.append({"path": path, "face": index + 1, "faces": faces, "how": how})
+
+    def chosen_by_rule(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for item in self.chosen:
+            counts[item["how"]] = counts.get(item["how"], 0) + 1
+        return counts
 
     def skip_person(self, name: str, reason: str) -> None:
         self.skipped_people.append({"name": name, "reason": reason})
@@ -252,4 +263,7 @@ class ImportReport:
             "skipped_by_reason": self.reasons(),
             "skipped_images": self.skipped_images,
             "skipped_people": self.skipped_people,
+            "chosen_count": len(self.chosen),
+            "chosen_by_rule": self.chosen_by_rule(),
+            "chosen": self.chosen,
         }

@@ -32,7 +32,7 @@ from faceid.server.schemas import (
     UserOut,
     UserUpdate,
 )
-from faceid.store.accounts import LoginFailed, LoginThrottled
+from faceid.store.accounts import LoginFailed, LoginThrottled, key_scopes
 
 router = APIRouter(tags=["accounts"], responses=ERRORS)
 
@@ -189,7 +189,7 @@ def list_keys(svc: Svc, _: Admin) -> list[dict[str, Any]]:
 )
 def create_key(request: Request, body: ApiKeyCreate, svc: Svc, principal: Admin) -> dict[str, Any]:
     assert principal.user is not None
-    key = svc.accounts.create_key(body.name, body.scopes, created_by=principal.user.id)
+    key = svc.accounts.create_key(body.name, key_scopes(body.scopes, body.preset), created_by=principal.user.id)
     svc.record(request, principal, "api_key.create", "api_key", key.id, {"name": key.name, "scopes": key.scopes})
     return key.to_dict()
 

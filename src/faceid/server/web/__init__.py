@@ -15,7 +15,7 @@ import faceid
 from faceid.errors import NotFoundError
 from faceid.server.auth import Principal, identify_principal
 from faceid.server.errors import ApiError
-from faceid.store.accounts import SCOPE_HELP, SCOPES, role_at_least
+from faceid.store.accounts import DEFAULT_KEY_PRESET, KEY_PRESETS, SCOPE_HELP, SCOPES, role_at_least
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 
@@ -130,7 +130,14 @@ def web_router() -> APIRouter:
 
     @router.get("/admin/keys")
     def keys(request: Request) -> Response:
-        return _render(request, "keys.html", "API keys", role="admin", scopes=[(s, SCOPE_HELP[s]) for s in SCOPES])
+        return _render(
+            request,
+            "keys.html",
+            "API keys",
+            role="admin",
+            scopes=[(s, SCOPE_HELP[s]) for s in SCOPES],
+            checked=KEY_PRESETS[DEFAULT_KEY_PRESET],
+        )
 
     @router.get("/admin/audit")
     def audit(request: Request) -> Response:
