@@ -155,3 +155,13 @@ DLIB_PAIRWISE_MARGIN = 0.04
 # Views of each training photo whose frozen-part output is cached: the chip and its mirror image. Two small
 # random re-alignments on top (4 views) did not help and doubled the caching time.
 FINETUNE_VIEWS = 2
+
+# --- Second opinion (faceid.vision.sface): SFace fused with dlib's descriptor ---
+
+# Weight of SFace's unit descriptor in the fused one, [dlib, w * sface]: squared distances add as
+# d_dlib^2 + w^2 d_sface^2. Placeholder until measured on faces-dev folds 1-4 (bench/RESULTS.md).
+SFACE_FUSION_WEIGHT = 1.0
+# Same-person threshold on the fused distance sqrt(d_dlib^2 + w^2 d_sface^2). Placeholder until measured.
+SFACE_FUSED_THRESHOLD = 0.6
+# SFace alone: same person below this distance between unit descriptors. Placeholder until measured.
+SFACE_DISTANCE_THRESHOLD = 1.128
