@@ -17,12 +17,10 @@ import argparse
 import json
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from common import command_line, dataset, machine, median_ms, time_call
-
 from faceid.eval.metrics import accuracy_at, best_threshold, kfold_accuracy, roc_auc, tar_at_far
 from faceid.eval.pairs import embed_images, read_pairs
 from faceid.paths import cache_dir
@@ -72,7 +70,8 @@ def cmd_embed(args: argparse.Namespace) -> None:
     vectors = np.stack([results[rel].embedding for rel in images])
     detected = np.array([results[rel].detected for rel in images])
     np.savez(OUT / f"{args.detector}.npz", images=np.array(images), vectors=vectors, detected=detected)
-    print(f"{len(images)} images, {int((~detected).sum())} without a detected face, {time.perf_counter() - start:.0f} s")
+    missing = int((~detected).sum())
+    print(f"{len(images)} images, {missing} without a detected face, {time.perf_counter() - start:.0f} s")
 
 
 def variants(data: np.lib.npyio.NpzFile) -> dict[str, np.ndarray]:
@@ -97,14 +96,19 @@ def fused(d_dlib: np.ndarray, d_sface: np.ndarray, weight: float) -> np.ndarray:
     return np.sqrt(d_dlib**2 + weight**2 * d_sface**2)
 
 
-def choose_weight(d_dlib: np.ndarray, d_sface: np.ndarray, same: np.ndarray, folds: np.ndarray) -> float:
-    """The weight with the best 4-fold accuracy on folds 1-4 (ties: the higher ROC AUC there)."""
+def weight_scores(d_dlib: np.ndarray, d_sface: np.ndarray, same: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Per weight: 4-fold accuracy and ROC AUC on folds 1-4 only."""
     train = folds <= 4
     scores = []
     for w in WEIGHTS:
         d = fused(d_dlib[train], d_sface[train], w)
-        scores.append((kfold_accuracy(d, same[train], folds[train]).mean, roc_auc(d, same[train]), -abs(w - 1)))
-    return float(WEIGHTS[max(range(len(WEIGHTS)), key=lambda i: scores[i])])
+        scores.append((kfold_accuracy(d, same[train], folds[train]).mean, roc_auc(d, same[train])))
+    return np.array(scores)
+
+
+def best_weight(scores: np.ndarray) -> float:
+    """The weight with the best accuracy (ties: the higher ROC AUC)."""
+    return float(WEIGHTS[np.lexsort((scores[:, 1], scores[:, 0]))[-1]])
 
 
 def row(name: str, d: np.ndarray, same: np.ndarray, folds: np.ndarray) -> dict[str, float | str]:
@@ -130,7 +134,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
     table = []
-    weight = args.weight
+    loaded = {}
     for detector in args.detectors:
         path = OUT / f"{detector}.npz"
         if not path.is_file():
@@ -138,19 +142,23 @@ def cmd_report(args: argparse.Namespace) -> None:
             continue
         data = np.load(path)
         index = {rel: i for i, rel in enumerate(data["images"])}
-        dist = pair_distances(variants(data), index, pairs)
-        for mirror in ("", "+mirror"):
-            d_dlib, d_sface = dist["dlib" + mirror], dist["sface" + mirror]
-            best_here = choose_weight(d_dlib, d_sface, same, folds)
-            if weight is None:
-                weight = best_here  # the first configuration (fast, no mirror) sets the product's weight
-            table.append(row(f"{detector}{mirror}: dlib", d_dlib, same, folds))
-            table.append(row(f"{detector}{mirror}: SFace", d_sface, same, folds))
-            if not mirror:
-                table.append(row(f"{detector}: SFace from the 150 px chip", dist["sface-from-chip"], same, folds))
-            fused_row = row(f"{detector}{mirror}: fused, w = {weight:g}", fused(d_dlib, d_sface, weight), same, folds)
-            fused_row["best_w_here"] = best_here
-            table.append(fused_row)
+        loaded[detector] = pair_distances(variants(data), index, pairs)
+    configs = [(detector, mirror) for detector in loaded for mirror in ("", "+mirror")]
+    scores = {
+        (det, m): weight_scores(loaded[det]["dlib" + m], loaded[det]["sface" + m], same, folds) for det, m in configs
+    }
+    # One weight for the product: the best mean over the four pipelines, on folds 1-4 only.
+    weight = args.weight if args.weight is not None else best_weight(np.mean(list(scores.values()), axis=0))
+    for detector, mirror in configs:
+        dist = loaded[detector]
+        d_dlib, d_sface = dist["dlib" + mirror], dist["sface" + mirror]
+        table.append(row(f"{detector}{mirror}: dlib", d_dlib, same, folds))
+        table.append(row(f"{detector}{mirror}: SFace", d_sface, same, folds))
+        if not mirror:
+            table.append(row(f"{detector}: SFace from the 150 px chip", dist["sface-from-chip"], same, folds))
+        fused_row = row(f"{detector}{mirror}: fused, w = {weight:g}", fused(d_dlib, d_sface, weight), same, folds)
+        fused_row["best_w_here"] = best_weight(scores[(detector, mirror)])
+        table.append(fused_row)
     print(f"\nCommand: `{command_line()}`  \nMachine: {machine()}, {time.strftime('%Y-%m-%d')}\n")
     print(
         "| pipeline | 6-fold accuracy | folds 5-6 (threshold from 1-4) | TAR @ FAR 1e-3 | TAR @ FAR 1e-2 "
@@ -189,11 +197,12 @@ def cmd_timing(args: argparse.Namespace) -> None:
             for rgb, points in faces:
                 sface.embed_crops(sface_crops(rgb, [points]))
 
-        def sface_net() -> None:
-            for rgb, points in faces:
-                sface.embed_crops(crops[id(points)])
+        crops = [sface_crops(rgb, [points]) for rgb, points in faces]
 
-        crops = {id(points): sface_crops(rgb, [points]) for rgb, points in faces}
+        def sface_net(crops: list[np.ndarray] = crops) -> None:
+            for crop in crops:
+                sface.embed_crops(crop)
+
         n = len(faces)
         dlib_ms = median_ms(time_call(dlib_branch, args.repeat)) / n
         sface_ms = median_ms(time_call(sface_branch, args.repeat)) / n

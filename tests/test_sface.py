@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def test_shipped_graph_needs_pruning_and_rebuild_reproduces_it() -> None:
     options.log_severity_level = 3
     session = ort.InferenceSession(shipped, sess_options=options, providers=["CPUExecutionProvider"])
     assert len(session.get_inputs()) == 30  # the image and 29 weights no node reads
-    with pytest.raises(Exception, match="(?i)missing from input feed"):  # as shipped, it cannot be run on an image alone
+    # As shipped, it cannot be run on an image alone.
+    with pytest.raises(Exception, match=r"(?i)missing from input feed"):
         session.run(None, {"data": models.probe_image()})
     rebuilt = onnx.load_from_string(models.build(shipped))  # checks the probe fingerprint itself
     assert [i.name for i in rebuilt.graph.input] == ["data"]
@@ -151,3 +153,25 @@ def test_fused_analyzer_has_its_own_model_id_and_256_values(media_dir: Path) -> 
 def test_unknown_second_opinion_is_refused() -> None:
     with pytest.raises(ValueError, match="second opinion"):
         Analyzer(second_opinion="arcface")
+
+
+def test_eval_pairs_with_the_second_opinion(
+    tmp_path: Path, faces_dev_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _require_model()
+    from faceid.cli import main
+    from faceid.thresholds import SFACE_FUSED_THRESHOLD
+
+    lines = (faces_dev_dir / "pairs.txt").read_text().splitlines()
+    # Two folds of 5 same and 5 different pairs, from the first two folds of faces-dev.
+    small = tmp_path / "pairs.txt"
+    small.write_text("\n".join(["2\t5", *lines[1:6], *lines[301:306], *lines[601:606], *lines[901:906]]) + "\n")
+    args = ["eval", "pairs", str(small), "--root", str(faces_dev_dir), "--json", "--quiet", "--no-cache"]
+    assert main([*args, "--second-opinion", "sface", "--threads", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["pairs"] == 20 and "+sface-2021dec:" in report["configuration"]["model"]
+    assert report["fixed_threshold"] == SFACE_FUSED_THRESHOLD
+    assert report["accuracy_at_fixed_threshold"] >= 0.9
+    with pytest.raises(SystemExit) as exit_info:  # argparse: bad choice -> exit code 2
+        main([*args, "--second-opinion", "arcface"])
+    assert exit_info.value.code == 2

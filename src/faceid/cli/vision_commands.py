@@ -26,9 +26,7 @@ def add_analyzer_options(parser: argparse.ArgumentParser) -> None:
 
 
 def analyzer_from_args(args: argparse.Namespace) -> Analyzer:
-    return Analyzer(
-        args.detector, upsample=args.upsample, mirror=args.mirror, device=args.device, threads=args.threads
-    )
+    return Analyzer(args.detector, upsample=args.upsample, mirror=args.mirror, device=args.device, threads=args.threads)
 
 
 def face_record(face: Face, with_embedding: bool = False) -> dict[str, Any]:
@@ -233,5 +231,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("images", nargs="*", metavar="IMG")
     add_analyzer_options(demo)
     demo.set_defaults(handler=_cmd_demo)
-
-
