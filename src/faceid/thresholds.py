@@ -209,3 +209,16 @@ TORCH_CUDA_DESCRIPTOR_PRECISION = "fp16"
 # Batches up to 32 replay captured CUDA graphs: on the H200 batch 1 went from 1.7 ms (launch-bound) to 0.47 ms,
 # batch 32 from 1.9 to 0.9 ms (end to end, chips in and descriptors out).
 TORCH_CUDA_GRAPHS = True
+
+# --- Second opinion (faceid.vision.sface): SFace fused with dlib's descriptor ---
+
+# Weight of SFace's unit descriptor in the fused one, [dlib, w * sface]: squared distances add as
+# d_dlib^2 + w^2 d_sface^2. The best mean 4-fold accuracy on faces-dev folds 1-4 over fast/mmod x plain/mirror
+# (`python bench/bench_second_opinion.py report`); accuracy is flat within 0.1 point for w in 0.5-1.1.
+SFACE_FUSION_WEIGHT = 0.65
+# Same-person threshold on the fused distance sqrt(d_dlib^2 + w^2 d_sface^2): the best on faces-dev folds 1-4
+# (fast detector 1.002, fast + mirror 0.989, mmod 1.001; same report).
+SFACE_FUSED_THRESHOLD = 1.0
+# SFace alone: same person below this distance between unit descriptors, the best on faces-dev folds 1-4 with
+# the fast detector (1.138; mmod 1.165; same report). OpenCV's cosine 0.363 is distance 1.128.
+SFACE_DISTANCE_THRESHOLD = 1.14

@@ -10,7 +10,7 @@ import numpy as np
 
 from faceid.cli.common import CommandError, add_json_option, print_json
 from faceid.errors import NoFaceError
-from faceid.thresholds import DLIB_DISTANCE_THRESHOLD
+from faceid.thresholds import DLIB_DISTANCE_THRESHOLD, SFACE_FUSED_THRESHOLD
 from faceid.vision.analyzer import Analyzer, distance
 from faceid.vision.detect import DETECTORS, PHOTO_DETECTOR, PHOTO_MIRROR
 from faceid.vision.types import Face
@@ -135,6 +135,19 @@ def _cmd_eval_pairs(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise CommandError(f"{root}: no such folder")
     analyzer = analyzer_from_args(args)
+    if args.second_opinion != "none":
+        if args.model:
+            raise CommandError("--second-opinion works with dlib's descriptor only, not with --model")
+        analyzer = Analyzer(
+            args.detector,
+            upsample=args.upsample,
+            mirror=args.mirror,
+            device=args.device,
+            threads=args.threads,
+            second_opinion=args.second_opinion,
+        )
+    if args.threshold is None:
+        args.threshold = SFACE_FUSED_THRESHOLD if args.second_opinion == "sface" else DLIB_DISTANCE_THRESHOLD
     if args.model:
         from faceid.store.versions import analyzer_for_model
 
@@ -157,9 +170,10 @@ def _cmd_eval_pairs(args: argparse.Namespace) -> int:
 
 def _cmd_models_fetch(args: argparse.Namespace) -> int:
     from faceid.models.blazeface import fetch_models
+    from faceid.models.sface import fetch_model as fetch_sface
     from faceid.vision.embed import descriptor_onnx_path
 
-    paths = [*fetch_models(force=args.force), Path(descriptor_onnx_path())]
+    paths = [*fetch_models(force=args.force), fetch_sface(force=args.force), Path(descriptor_onnx_path())]
     from faceid.models.mmod import load_mmod_model
 
     paths.append(load_mmod_model().onnx_path)
@@ -204,12 +218,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pairs = eval_kinds.add_parser("pairs", help="LFW-style verification protocol on a pairs file")
     pairs.add_argument("pairs", metavar="PAIRS", help="pairs.txt (LFW format: header '<folds> <n>')")
     pairs.add_argument("--root", required=True, help="folder holding <Name>/<Name>_NNNN.jpg")
-    pairs.add_argument("--threshold", type=float, default=DLIB_DISTANCE_THRESHOLD, help="fixed threshold reported")
+    pairs.add_argument(
+        "--threshold", type=float, default=None, help="fixed threshold reported (default: the model's own)"
+    )
     pairs.add_argument("--no-cache", action="store_true", help="recompute every embedding")
     pairs.add_argument("--quiet", action="store_true", help="no progress bar")
     pairs.add_argument("--model", metavar="VERSION", help="a model version stored by faceid finetune (default: dlib's)")
     pairs.add_argument("--data-dir", default=None, help="with --model: the store holding it")
     pairs.add_argument("--db", default=None, help="with --model: the store's database URL")
+    pairs.add_argument(
+        "--second-opinion",
+        choices=["none", "sface"],
+        default="none",
+        help="fuse dlib's descriptor with a second network's (sface: OpenCV Zoo's SFace, from `faceid models fetch`)",
+    )
     add_analyzer_options(pairs)
     add_json_option(pairs)
     pairs.set_defaults(handler=_cmd_eval_pairs)

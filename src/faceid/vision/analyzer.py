@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
+SECOND_OPINIONS = (None, "sface")
 
 
 class Analyzer:
@@ -31,6 +32,8 @@ class Analyzer:
     ``upsample`` lets MMOD find faces under ~80 px; ``mirror`` averages each descriptor with its
     mirror image's (more accurate, twice the embedding cost); ``device`` picks the ONNX Runtime
     execution provider ("cpu", "cuda", "tensorrt"); ``threads`` caps the threads per model.
+    ``second_opinion="sface"`` fuses dlib's descriptor with SFace's (:class:`faceid.vision.sface.FusedEmbedder`,
+    256 values, its own ``model_id``; needs `faceid models fetch`).
     """
 
     def __init__(
@@ -44,7 +47,13 @@ class Analyzer:
         min_face_size: float = 0.0,
         landmarker: Landmarker | None = None,
         embedder: Embedder | None = None,
+        second_opinion: str | None = None,
     ) -> None:
+        if second_opinion not in SECOND_OPINIONS:
+            choices = ", ".join(str(c) for c in SECOND_OPINIONS)
+            raise ValueError(f"unknown second opinion {second_opinion!r}; choose from {choices}")
+        if second_opinion is not None and embedder is not None:
+            raise ValueError("give either an embedder or a second opinion, not both")
         self.detector_name = detector if isinstance(detector, str) else getattr(detector, "name", "custom")
         self._detector = None if isinstance(detector, str) else detector
         self.upsample = upsample
@@ -54,6 +63,7 @@ class Analyzer:
         self.min_face_size = min_face_size
         self._landmarker = landmarker
         self._embedder = embedder
+        self.second_opinion = second_opinion
 
     @cached_property
     def detector(self) -> Detector:
@@ -67,7 +77,13 @@ class Analyzer:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return self._embedder or DescriptorEmbedder(device=self.device, threads=self.threads, mirror=self.mirror)
+        if self._embedder is not None:
+            return self._embedder
+        if self.second_opinion == "sface":
+            from faceid.vision.sface import FusedEmbedder
+
+            return FusedEmbedder(device=self.device, threads=self.threads, mirror=self.mirror)
+        return DescriptorEmbedder(device=self.device, threads=self.threads, mirror=self.mirror)
 
     @property
     def model_id(self) -> str:
@@ -136,7 +152,9 @@ class Analyzer:
         batch = getattr(self.landmarker, "landmarks_batch", None)
         landmarks = list(batch(rgb, boxes)) if batch else [self.landmarker.landmarks(rgb, box) for box in boxes]
         chips = face_chips(rgb, landmarks, size=CHIP_SIZE, padding=CHIP_PADDING)
-        embeddings = self.embedder.embed(chips)
+        # An embedder that aligns faces its own way (a second opinion) reads the image and the landmarks too.
+        embed_faces = getattr(self.embedder, "embed_faces", None)
+        embeddings = embed_faces(rgb, landmarks, chips) if embed_faces else self.embedder.embed(chips)
         return [
             Face(box=d.box.astype(np.float32), score=d.score, landmarks=points, chip=chip, embedding=embedding)
             for d, points, chip, embedding in zip(detections, landmarks, chips, embeddings, strict=True)
