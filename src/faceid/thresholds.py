@@ -14,6 +14,9 @@ MAX_IMAGE_PIXELS = 64_000_000
 # box replaces BlazeFace's when they overlap by REFINE_MIN_IOU (else it is another face in the crop).
 REFINE_CONTEXT = 0.5
 REFINE_MAX_FACE_PX = 160.0
+# Photos up to this many pixels go through MMOD whole (dlib's exact boxes; faces-dev pairs 99.11% against 98.94%
+# with boxes placed on crops): about 0.15 s on 2 cores at 640x480, ~0.8 s at 1080p, where crops cost per face.
+REFINE_FULL_MMOD_PIXELS = 1_000_000
 REFINE_MIN_FACE_PX = 80.0
 REFINE_MIN_IOU = 0.3
 

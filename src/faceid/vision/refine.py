@@ -1,11 +1,18 @@
-"""The photo detector: BlazeFace finds every face, dlib's MMOD places each box.
+"""The photo detector: dlib's MMOD places the boxes, BlazeFace makes sure no face is missed.
 
 dlib's shape predictor was trained on MMOD-like boxes, so landmarks (and chips, and descriptors) fitted in
 MMOD's boxes are the most accurate faceid has (faces-dev pairs: mmod 98.75% against fast 98.72%, 99.11%
 against 98.89% with mirror averaging). But MMOD over a whole photo costs ~0.8 s at 1080p on 2 cores and misses
-faces under ~80 px unless the photo is upsampled. Here MMOD runs only on a crop around each face BlazeFace
-found (twice the face's size), shrunk when the face is large and upsampled once when it is small, so its cost
-is per face, whatever the photo's size. A face MMOD does not confirm in its crop keeps BlazeFace's box.
+faces under ~80 px unless the photo is upsampled. So:
+
+* a photo of up to ``REFINE_FULL_MMOD_PIXELS`` goes through MMOD whole (dlib's exact boxes), and any face
+  BlazeFace finds that MMOD did not (a small one) is added, its box placed as below;
+* a larger photo goes through BlazeFace, and MMOD runs only on a crop around each face it found (twice the
+  face's size), shrunk when the face is large and upsampled once when it is small: a cost per face, whatever
+  the photo's size. A face MMOD does not confirm in its crop keeps BlazeFace's box.
+
+Placing boxes on crops alone measured 98.94% on faces-dev pairs (with mirror averaging) against 99.11% for MMOD
+on the whole 250 px photo, hence the whole-photo pass wherever it is affordable.
 """
 
 from __future__ import annotations
@@ -15,7 +22,13 @@ from functools import cached_property
 
 import numpy as np
 
-from faceid.thresholds import REFINE_CONTEXT, REFINE_MAX_FACE_PX, REFINE_MIN_FACE_PX, REFINE_MIN_IOU
+from faceid.thresholds import (
+    REFINE_CONTEXT,
+    REFINE_FULL_MMOD_PIXELS,
+    REFINE_MAX_FACE_PX,
+    REFINE_MIN_FACE_PX,
+    REFINE_MIN_IOU,
+)
 from faceid.vision.types import Detection
 
 log = logging.getLogger(__name__)
@@ -31,6 +44,7 @@ class RefinedDetector:
         self.threads = threads
         self.context = REFINE_CONTEXT
         self.max_face_px = REFINE_MAX_FACE_PX
+        self.full_mmod_pixels = REFINE_FULL_MMOD_PIXELS
 
     @cached_property
     def finder(self) -> object:
@@ -45,8 +59,18 @@ class RefinedDetector:
         return MmodDetector(device=self.device, threads=self.threads)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
+        from faceid.vision.blazeface import box_iou
+
         found: list[Detection] = self.finder.detect(image)  # type: ignore[attr-defined]
-        return [self._refine(image, detection) for detection in found]
+        if image.shape[0] * image.shape[1] > self.full_mmod_pixels:
+            return [self._refine(image, detection) for detection in found]
+        placed: list[Detection] = self.placer.detect(image)  # type: ignore[attr-defined]
+        boxes = np.stack([d.box for d in placed]).astype(np.float64) if placed else np.zeros((0, 4))
+        for detection in found:
+            if len(boxes) and float(box_iou(np.asarray(detection.box, np.float64), boxes).max()) >= REFINE_MIN_IOU:
+                continue  # MMOD has this face already
+            placed.append(self._refine(image, detection))
+        return placed
 
     def _refine(self, image: np.ndarray, detection: Detection) -> Detection:
         from PIL import Image
