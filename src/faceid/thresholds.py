@@ -64,14 +64,16 @@ SYNTHETIC_COHORT_SIZE = 10_000
 IDENTIFY_CANDIDATE_FACES = 64
 IDENTIFY_CANDIDATE_PEOPLE = 32
 # Three outcomes: when the best person passes the threshold but the second-best person's score is within
-# AMBIGUOUS_SCORE_GAP of it (cohort-normalised score units), the answer is "ambiguous" and nobody is named.
-# Measured on faces-dev with `faceid bench identify` (shipped_calibration: ambiguous and wrong-name rates).
+# AMBIGUOUS_SCORE_GAP of it (cohort-normalised score units, thresholds 0.74-1.0), the answer is "ambiguous" and
+# nobody is named. Chosen, not tuned: on faces-dev it makes 0.01-0.07% of answers ambiguous, next to 0.03-0.15%
+# wrong names that remain (`python bench/bench_decisions.py`; `faceid bench identify`, shipped_calibration).
 AMBIGUOUS_SCORE_GAP = 0.03
 # Self-calibration per camera (faceid.store.camera): the templates of a camera's most recent CAMERA_COHORT_MAX
 # unknown tracks are its strangers, except those scoring within CAMERA_COHORT_CLEARANCE x the threshold of an
 # enrolled person (maybe a missed known face). With at least CAMERA_COHORT_MIN of them, the threshold is scaled
-# by their median best score over the calibration's expectation, by at most CAMERA_MAX_ADJUSTMENT either way
-# (faces-dev strangers through the fast video pipeline against the shipped photo calibration: bench/RESULTS.md).
+# by their median best score over the calibration's expectation when that is below 1, by at most
+# CAMERA_MAX_ADJUSTMENT; never loosened (faces-dev strangers through the video pipeline measured 1.02-1.03 times
+# the expectation, and loosening by that let 1.5-2x as many strangers through: bench/RESULTS.md).
 CAMERA_COHORT_MAX = 500
 CAMERA_COHORT_MIN = 30
 CAMERA_COHORT_CLEARANCE = 1.15

@@ -222,9 +222,12 @@ def calibrate_faces(
         "scored_people": len(scored_people),
         "genuine_comparisons": int(genuine.size),
         "match_rate_at_threshold": round(float(np.mean(genuine <= calibration.threshold)), 4) if genuine.size else None,
-        # The whole stranger score distribution, coarsely (percentiles): what a camera's own strangers are
-        # compared with (faceid.store.camera).
-        "impostor_percentiles": [round(float(v), 5) for v in np.percentile(impostors, np.arange(101))],
+        # The stranger score distribution at shares from 1e-5 to 1/2, spaced by ratio: what a camera's own
+        # strangers are compared with (faceid.store.camera), at the share a gallery's size asks for.
+        "impostor_quantiles": [
+            [float(f"{share:.4g}"), round(float(np.quantile(impostors, share)), 5)]
+            for share in np.geomspace(1e-5, 0.5, 49)
+        ],
         "thresholds_by_gallery_size": {
             str(n): round(calibration.threshold_for(n), 4) for n in (10, 50, 200, 1000, 10000)
         },

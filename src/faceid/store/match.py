@@ -172,11 +172,12 @@ class Calibration:
     def typical_best_score(self, people: int) -> float | None:
         """The median of a stranger's best score against ``people`` people: the score x with
         1 - (1 - F(x)) ^ people = 1/2, read off the stranger score percentiles (None without them)."""
-        percentiles = self.details.get("impostor_percentiles")
-        if not percentiles:
+        quantiles = self.details.get("impostor_quantiles")
+        if not quantiles:
             return None
+        table = np.asarray(quantiles, np.float64)
         share = 1.0 - 0.5 ** (1.0 / max(people, 1))
-        return float(np.interp(100.0 * share, np.arange(len(percentiles)), np.asarray(percentiles, np.float64)))
+        return float(np.interp(np.log(share), np.log(table[:, 0]), table[:, 1]))
 
     def threshold_for(self, people: int) -> float:
         """The score a stranger beats (matches someone) with probability ``target_fpir`` among ``people``."""
@@ -201,7 +202,7 @@ class Calibration:
             "cohort_size": 0 if self.cohort is None else len(self.cohort),
             "impostor_comparisons": self.impostor_count,
             # The distributions kept in the details (stranger percentiles, an inherited rule) stay out of it.
-            **{k: v for k, v in self.details.items() if k not in ("distance_rule", "impostor_percentiles")},
+            **{k: v for k, v in self.details.items() if k not in ("distance_rule", "impostor_quantiles")},
         }
 
 
