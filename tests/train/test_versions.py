@@ -36,12 +36,17 @@ def gallery(versions_store, small_people) -> list[Path]:
 
 def _answer(results) -> tuple:
     """What an identification says, comparable across calls: version, decision, nearest people and distances."""
+    # Nearest by distance: the built-in model ranks by its calibration's cohort score, a version without one by
+    # distance, and distances are what the rotated model scales.
+    def nearest(r):
+        return sorted(r.candidates, key=lambda c: c.distance)[:3]
+
     return tuple(
         (
             r.model_id,
             r.person.person_id if r.person else None,
-            tuple(c.person_id for c in r.candidates[:3]),
-            tuple(round(c.distance, 4) for c in r.candidates[:3]),
+            tuple(c.person_id for c in nearest(r)),
+            tuple(round(c.distance, 4) for c in nearest(r)),
         )
         for r in results
     )

@@ -37,9 +37,14 @@ def test_viz_writes_the_map_and_the_curves(small_gallery: SmallGallery, tmp_path
     people, photos = len(small_gallery.people), small_gallery.faces // len(small_gallery.people)
     assert curves["same_pairs"] == people * photos * (photos - 1) // 2
     assert curves["different_pairs"] > curves["same_pairs"]
-    # No calibration in this store: the store decides on centroid distance at its fallback threshold.
-    assert curves["unit"] == "distance" and curves["threshold"] == pytest.approx(0.46)
-    assert curves["threshold_label"] == "uncalibrated fallback"
+    # No calibration step in this store: it decides with the shipped calibration, in cohort-normalised scores.
+    from faceid.store.shipped import load_shipped
+    from faceid.vision.embed import DESCRIPTOR_MODEL_ID
+
+    shipped = load_shipped(DESCRIPTOR_MODEL_ID)
+    assert shipped is not None and curves["unit"] == "cohort-normalised score"
+    assert curves["threshold"] == pytest.approx(shipped.threshold_for(people), abs=1e-5)
+    assert curves["threshold_label"].startswith("calibrated")
     assert curves["auc"] > 0.98  # faces of one person sit closer than faces of two, for the dlib model
     assert summary["map"]["faces"] == small_gallery.faces and len(summary["files"]) == 6
 
