@@ -130,7 +130,6 @@ class GallerySync:
         import hashlib
 
         from faceid.store.versions import version_embedder
-        from faceid.vision.analyzer import Analyzer
 
         if not model_id.startswith("ft-"):
             raise BadInputError(f"the server's model {model_id!r} is not one this agent can fetch or compute")
@@ -147,16 +146,7 @@ class GallerySync:
             os.replace(temporary, path)
             log.info("fetched model version %s from the server (%d bytes)", model_id, len(answer.body))
         base = self.analyzer
-        embedder = version_embedder(str(path), model_id, base.threads, base.mirror, base.device)
-        analyzer = Analyzer(
-            base.detector,
-            upsample=base.upsample,
-            device=base.device,
-            threads=base.threads,
-            min_face_size=base.min_face_size,
-            landmarker=base.landmarker,
-            embedder=embedder,
-        )
+        analyzer = base.with_embedder(version_embedder(str(path), model_id, base.threads, base.mirror, base.device))
         self._analyzers[model_id] = analyzer
         return analyzer
 

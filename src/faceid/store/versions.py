@@ -465,22 +465,14 @@ class VersionedStore(Store):
             return embedder
 
     def analyzer_for(self, version: VersionRecord) -> Analyzer:
-        from faceid.vision.analyzer import Analyzer, photo_analyzer
+        from faceid.vision.analyzer import photo_analyzer
 
         with self._versions_lock:
             analyzer = self._analyzers.get(version.model_id)
             if analyzer is None:
                 base = self._base_analyzer or photo_analyzer(threads=self._threads)
                 self._base_analyzer = base
-                analyzer = Analyzer(
-                    base.detector,
-                    upsample=base.upsample,
-                    device=base.device,
-                    threads=base.threads,
-                    min_face_size=base.min_face_size,
-                    landmarker=base.landmarker,
-                    embedder=self.embedder_for(version),
-                )
+                analyzer = base.with_embedder(self.embedder_for(version))
                 self._analyzers[version.model_id] = analyzer
             return analyzer
 
@@ -797,16 +789,7 @@ def analyzer_for_model(
     finally:
         store.close()
     base = base or Analyzer()
-    embedder = version_embedder(path, version.model_id, base.threads, base.mirror, base.device)
-    return Analyzer(
-        base.detector_name,
-        upsample=base.upsample,
-        mirror=base.mirror,
-        device=base.device,
-        threads=base.threads,
-        min_face_size=base.min_face_size,
-        embedder=embedder,
-    )
+    return base.with_embedder(version_embedder(path, version.model_id, base.threads, base.mirror, base.device))
 
 
 def _plain(value: Any) -> Any:

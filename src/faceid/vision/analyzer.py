@@ -90,6 +90,20 @@ class Analyzer:
         """Names the descriptor model; embeddings with different ids must not be compared."""
         return str(getattr(self.embedder, "model_id", "custom"))
 
+    def with_embedder(self, embedder: Embedder) -> Analyzer:
+        """The same pipeline (detector and landmarker shared, not loaded again) describing faces with
+        ``embedder``: another model version, say."""
+        return Analyzer(
+            self.detector,
+            upsample=self.upsample,
+            mirror=self.mirror,
+            device=self.device,
+            threads=self.threads,
+            min_face_size=self.min_face_size,
+            landmarker=self.landmarker,
+            embedder=embedder,
+        )
+
     @property
     def pipeline_id(self) -> str:
         """Names what this analyzer computes, for caches of its descriptors: the model and the embedding
