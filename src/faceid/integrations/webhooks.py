@@ -431,13 +431,21 @@ class Webhooks:
             for row in rows:
                 if self._stop.is_set():
                     break
-                self._attempt(row)
+                if self._still_due(row):
+                    self._attempt(row)
         except Exception as error:
             log.warning("webhooks: %s", error, exc_info=True)
         finally:
             with self._lock:
                 self._busy.discard(subscription_id)
             self._wake.set()
+
+    def _still_due(self, row: sqlite3.Row) -> bool:
+        """The rows a worker is handed were read before it started: one that another worker has sent since
+        (it was read while that send was in flight) must not go out twice."""
+        with self._lock:
+            current = self._db.execute("SELECT status, attempts FROM deliveries WHERE id = ?", (row["id"],)).fetchone()
+        return current is not None and current[0] == "pending" and int(current[1]) == int(row["attempts"])
 
     def _attempt(self, row: sqlite3.Row) -> None:
         body = bytes(row["body"])
