@@ -227,3 +227,26 @@ SFACE_FUSED_THRESHOLD = 1.0
 # SFace alone: same person below this distance between unit descriptors, the best on faces-dev folds 1-4 with
 # the fast detector (1.138; mmod 1.165; same report). OpenCV's cosine 0.363 is distance 1.128.
 SFACE_DISTANCE_THRESHOLD = 1.14
+
+# --- The unknown-faces inbox (faceid.store.visitors; bench/RESULTS.md, "Visitors") ---
+
+# An unknown event joins the visitor whose centroid scores best against it when the score passes the model's
+# calibrated threshold for a gallery of as many people as there are visitors (the visitors are the gallery an
+# arriving stranger is compared with, so the calibration's stranger rate holds for it), clear of the second-best
+# visitor by AMBIGUOUS_SCORE_GAP; otherwise it starts a visitor of its own.
+# Faces under this quality (faceid.monitor.quality: the monitor's own bar for naming anyone) never shape a
+# visitor's centroid, and join one only when they pass the threshold a VISITOR_WEAK_STRICTNESS times larger gallery
+# would get (a stranger rate that much lower): a blurred 40 px face cannot glue two visitors together.
+VISITOR_ANCHOR_MIN_QUALITY = MONITOR_NAME_MIN_QUALITY
+VISITOR_WEAK_STRICTNESS = 20
+# Naming a visitor enrolls at most this many of its faces, chosen by farthest-point sampling among its anchors
+# (varied views; the centroid method gains little past a handful of photos per person: bench/RESULTS.md,
+# "Identification", 1 vs 3 photos enrolled).
+VISITOR_ENROLL_CAP = 5
+# "Not this person": a face named P is accepted only when its score against P's centroid is lower than its
+# score against the nearest of P's negative exemplars by more than this margin (cohort-normalised score units).
+# Measured with `faceid bench visitors` (bench/RESULTS.md, "Corrections").
+NEGATIVE_MARGIN = 0.0
+# Retention: the kinds of record that can be kept for a limited number of days (None: kept for ever).
+RETENTION_KINDS = ("known_events", "unknown_events", "snapshots", "crops")
+RETENTION_JOB_SECONDS = 3600.0

@@ -549,7 +549,12 @@ class Store:
                     )
                     session.add(event)
                     session.flush()
-                    return EventRecord.of(event)
+                    record = EventRecord.of(event)
+            if person_id is None and record.metadata.get("template"):  # an unknown face: into the inbox
+                from faceid.store.visitors import observe_event
+
+                observe_event(self, record.id, record.model_id)
+            return record
         except ConflictError:
             if idempotency_key is not None:  # another process recorded it first
                 existing = self._event_by_key(idempotency_key)
