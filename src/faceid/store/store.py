@@ -657,7 +657,10 @@ class Store:
         candidates = [
             Candidate(c.person_id, names.get(c.person_id, "?"), c.distance, c.score, c.face_id) for c in ranked
         ]
-        return matcher.decide(candidates, self.camera_calibration(camera, matcher) if camera else None)
+        result = matcher.decide(candidates, self.camera_calibration(camera, matcher) if camera else None)
+        from faceid.store.corrections import apply_negatives  # "not this person" corrections
+
+        return apply_negatives(self, result, embedding, matcher)
 
     def camera_calibration(self, camera: str, matcher: Matcher | None = None) -> CameraCalibration:
         """What decides for ``camera``: the model's calibration, scaled by the camera's own strangers once it has
