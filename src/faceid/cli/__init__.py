@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "faceid.cli.monitor_commands",
     "faceid.cli.viz_commands",
     "faceid.cli.integrations_commands",
+    "faceid.cli.inbox_commands",
 ]
 
 log = logging.getLogger("faceid")

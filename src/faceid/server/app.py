@@ -28,9 +28,11 @@ from faceid.server.services import Services
 from faceid.server.views import Thumbnails, events_out
 from faceid.server.viz import viz_router
 from faceid.server.web import web_router
+from faceid.server.web.inbox import inbox_router
 from faceid.store import Store
 from faceid.store.accounts import Accounts
 from faceid.store.audit import AuditLog
+from faceid.store.retention import RetentionJob
 
 if TYPE_CHECKING:
     from faceid.vision.analyzer import Analyzer
@@ -117,11 +119,14 @@ def create_app(config: ServerConfig | None = None, *, analyzer: Analyzer | None 
         generated_admin_password=generated,
     )
 
+    retention = RetentionJob(store)  # the retention rules, applied in the background
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         hub.bind(asyncio.get_running_loop())
         changes.start()
         integrations.start()
+        retention.start()
         if config.warm_up:
             await run_in_threadpool(warm_up, store)
         log.info("serving %r", store)
@@ -131,6 +136,7 @@ def create_app(config: ServerConfig | None = None, *, analyzer: Analyzer | None 
             hub.close()
             changes.stop()
             integrations.stop()
+            retention.stop()
             store.close()
 
     app = FastAPI(
@@ -146,10 +152,12 @@ def create_app(config: ServerConfig | None = None, *, analyzer: Analyzer | None 
     )
     app.state.services = services
     app.state.integrations = integrations
+    app.state.retention = retention
     app.state.thumbnails = Thumbnails()
     errors.install(app)
     app.include_router(api_router())
     app.include_router(web_router())
+    app.include_router(inbox_router())
     app.include_router(viz_router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodyLimitMiddleware, limit=config.max_upload_bytes)

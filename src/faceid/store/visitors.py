@@ -119,6 +119,7 @@ class Clusters:
 
     def __init__(self, matcher: Matcher | None, dim: int) -> None:
         self.cohort = None if matcher is None else matcher.cohort
+        self._cohort_sq = None if self.cohort is None else (self.cohort * self.cohort).sum(1)
         self.calibration = matcher.calibration if matcher is not None and matcher.calibrated else None
         self.dim = dim
         self.ids: list[int] = []
@@ -135,7 +136,7 @@ class Clusters:
     def mean_of(self, vectors: np.ndarray) -> np.ndarray:
         if self.cohort is None:
             return np.ones(len(vectors), np.float32)
-        return cohort_means(vectors, self.cohort, COHORT_K)
+        return cohort_means(vectors, self.cohort, COHORT_K, self._cohort_sq)
 
     def threshold(self, weak: bool = False) -> float:
         people = max(len(self.ids), 1) * (VISITOR_WEAK_STRICTNESS if weak else 1)

@@ -24,6 +24,7 @@ NAV = [
     ("/people", "People", "viewer"),
     ("/identify", "Who is this?", "viewer"),
     ("/events", "Events", "viewer"),
+    ("/inbox", "Inbox", "viewer"),
     ("/map", "Map", "viewer"),
     ("/admin/users", "Users", "admin"),
     ("/admin/keys", "API keys", "admin"),
