@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from faceid.cli.common import CommandError, add_json_option, echo, print_json
-from faceid.cli.store_commands import _add_store_options, _group, _open
+from faceid.cli.common import CommandError, add_json_option, print_json
+from faceid.cli.store_commands import _add_store_options, _group, _open, echo
 from faceid.store.visitors import Actor
 
 CLI = Actor(name=None, kind="cli")
@@ -149,6 +149,43 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return _show(args, found, "\n".join(lines) or "no event within the decision rule")
 
 
+def _cmd_forget(args: argparse.Namespace) -> int:
+    from faceid.store.retention import forget
+
+    with _open(args) as store:
+        receipt = forget(store, args.person, actor=CLI)
+    rows = ", ".join(f"{n} {table}" for table, n in receipt["rows"].items())
+    text = f"forgotten (receipt {receipt['receipt']}): {rows}; {receipt['files']['images']} image file(s) removed"
+    if receipt["finetuned_versions_to_review"]:
+        text += "\nfine-tuned versions made since they were enrolled (may have learnt from their faces): " + ", ".join(
+            receipt["finetuned_versions_to_review"]
+        )
+    return _show(args, receipt, text)
+
+
+def _cmd_retention(args: argparse.Namespace) -> int:
+    from faceid.store.retention import apply_retention, retention_rules, set_retention
+
+    with _open(args) as store:
+        if args.retention_command == "set":
+            days = None if args.days in ("forever", "none") else _days(args.days)
+            rules = set_retention(store, args.kind, days, actor=CLI)
+            return _show(
+                args, rules, "\n".join(f"{k}: {'for ever' if d is None else f'{d} day(s)'}" for k, d in rules.items())
+            )
+        if args.retention_command == "apply":
+            removed = apply_retention(store, actor=CLI)
+            return _show(args, removed, ", ".join(f"{n} {k}" for k, n in removed.items()) + " removed")
+        rules = retention_rules(store)
+    return _show(args, rules, "\n".join(f"{k}: {'for ever' if d is None else f'{d} day(s)'}" for k, d in rules.items()))
+
+
+def _days(text: str) -> int:
+    if not text.isdigit():
+        raise CommandError(f"DAYS is a whole number or 'forever', not {text!r}")
+    return int(text)
+
+
 def _cmd_bench_visitors(args: argparse.Namespace) -> int:
     from faceid.cli.vision_commands import analyzer_from_args
     from faceid.store.visitor_bench import format_report, run_visitor_benchmark
@@ -222,6 +259,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--limit", type=int, default=100)
     _add_store_options(search, photos=True)
     search.set_defaults(handler=_cmd_search)
+
+    people = _group(subparsers, "people", "the people in the face database", "people_command")
+    forget = people.add_parser(
+        "forget", help="erase a person and every trace of them (faces, events, snapshots, visitors, corrections)"
+    )
+    forget.add_argument("person", help="id, name or external id")
+    _add_store_options(forget)
+    forget.set_defaults(handler=_cmd_forget)
+
+    retention = subparsers.add_parser("retention", help="how long each kind of record is kept")
+    retention_actions = retention.add_subparsers(dest="retention_command", metavar="ACTION", required=True)
+    shown = retention_actions.add_parser("show", help="days kept per kind")
+    _add_store_options(shown)
+    shown.set_defaults(handler=_cmd_retention)
+    setting = retention_actions.add_parser("set", help="keep KIND for DAYS days ('forever': no limit)")
+    from faceid.thresholds import RETENTION_KINDS
+
+    setting.add_argument("kind", choices=RETENTION_KINDS)
+    setting.add_argument("days")
+    _add_store_options(setting)
+    setting.set_defaults(handler=_cmd_retention)
+    applying = retention_actions.add_parser("apply", help="apply the rules now")
+    _add_store_options(applying)
+    applying.set_defaults(handler=_cmd_retention)
 
     bench = _group(subparsers, "bench", "measure speed or accuracy", "bench_command")
     bench_visitors = bench.add_parser(

@@ -65,8 +65,8 @@ pages.inbox = () => {
     return item;
   }
 
-  async function open(id) {
-    clearFlash();
+  async function open(id, { keepFlash = false } = {}) {
+    if (!keepFlash) clearFlash();
     const visitor = await api("GET", `visitors/${id}`);
     current = visitor;
     panel.hidden = false;
@@ -87,7 +87,7 @@ pages.inbox = () => {
   async function refresh() {
     await loadVisitors();
     if (current) {
-      try { await open(current.id); } catch (error) { if (error.status === 404) { current = null; panel.hidden = true; } else throw error; }
+      try { await open(current.id, { keepFlash: true }); } catch (error) { if (error.status === 404) { current = null; panel.hidden = true; } else throw error; }
     }
   }
 
@@ -199,7 +199,8 @@ pages.inbox = () => {
 
   // Live: every unknown event may start or grow a visitor.
   const live = $("#live-status");
-  const reload = debounce(() => guarded(refresh), 300);
+  // Not through guarded(): a reload must not clear the message of what the user just did.
+  const reload = debounce(() => refresh().catch((error) => flash(error.message || String(error))), 300);
   const source = new EventSource(`${API}/events/stream`);
   source.onopen = () => { live.textContent = "● live"; live.className = "live on"; };
   source.onerror = () => { live.textContent = "● reconnecting"; live.className = "live off"; };
