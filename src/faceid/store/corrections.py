@@ -211,6 +211,7 @@ def not_this_person(store: Store, event_id: int, actor: Actor = SYSTEM) -> dict[
     invalidate(store)
     box = inbox(store)
     box._cache.clear()
+    box._scanned.pop(model_id, None)  # an older event is unknown again: look at every event
     box.observe(model_id)
     return result
 

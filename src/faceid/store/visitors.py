@@ -376,11 +376,12 @@ class Inbox:
                     .order_by(Event.id)
                 ).all()
             items = [(int(i), meta) for i, meta in pending if event_template(meta) is not None]
-            if pending and not items:
+            done = self._assign(model_id, items) if items else 0
+            if pending:
+                # Everything up to here is clustered or has no descriptor: the next look starts after it (an event
+                # made unknown again by a correction resets this; re-clustering catches any other straggler).
                 self._scanned[model_id] = max(int(i) for i, _ in pending)
-            if not items:
-                return 0
-            return self._assign(model_id, items)
+            return done
 
     def _assign(self, model_id: str, items: list[tuple[int, dict[str, Any]]]) -> int:
         dim = self._dim(model_id, len(event_template(items[0][1])))  # type: ignore[arg-type]
