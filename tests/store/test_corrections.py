@@ -101,3 +101,31 @@ def test_search_history_by_face_person_and_visitor(store: Store) -> None:
     assert {e["id"] for e in search_history(store, visitor=visitor)["events"]} == set(seen_a)
     inbox(store).name(visitor, "Ada")
     assert {e["id"] for e in search_history(store, person="Ada")["events"]} == set(seen_a)
+
+
+def test_negatives_travel_in_archives(tmp_path: Path, store: Store) -> None:
+    from faceid.store.archive import export_archive, import_archive
+
+    rng = np.random.default_rng(11)
+    (ada,) = people(1)
+    ada_id = store.enroll_embeddings("Ada", face_of(ada, rng)[None, :]).id
+    event = store.record_event(
+        person_id=ada_id, model_id=MODEL, metadata={"template": [float(v) for v in face_of(ada, rng)]}
+    ).id
+    not_this_person(store, event)
+    export_archive(store, tmp_path / "a.zip", progress=False)
+    with Store(tmp_path / "other", model_id=MODEL, index="exact") as other:
+        import_archive(other, tmp_path / "a.zip", progress=False)
+        (negative,) = negatives(other, "Ada")
+        assert negative.model_id == MODEL
+
+
+def test_reembedding_describes_negatives_from_their_crops(store: Store) -> None:
+    rng = np.random.default_rng(12)
+    (ada,) = people(1)
+    ada_id = store.enroll_embeddings("Ada", face_of(ada, rng)[None, :]).id
+    meta = {"template": [float(v) for v in face_of(ada, rng)], "crop_jpeg": "AAAA"}
+    not_this_person(store, store.record_event(person_id=ada_id, model_id=MODEL, metadata=meta).id)
+    assert reembed_negatives(store, "next-model", lambda crop: np.ones(64)) == 1
+    assert {n.model_id for n in negatives(store, "Ada")} == {MODEL, "next-model"}
+    assert reembed_negatives(store, "next-model", lambda crop: np.ones(64)) == 0  # once

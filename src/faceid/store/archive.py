@@ -135,7 +135,10 @@ def export_archive(store: Store, path: str | os.PathLike[str], key: bytes | None
             }
             for m in models
         ]
-    gallery_bytes = json.dumps({"people": gallery_people, "models": gallery_models}).encode()
+    from faceid.store.corrections import export_negatives  # "not this person" exemplars travel with their people
+
+    gallery = {"people": gallery_people, "models": gallery_models, "negatives": export_negatives(store)}
+    gallery_bytes = json.dumps(gallery).encode()
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -366,8 +369,13 @@ def import_archive(
                         updated_at=now,
                     )
                 )
+            from faceid.store.corrections import add_negatives, invalidate
+
+            imported = {" ".join(person["name"].split()) for person, _, _ in chosen}
+            add_negatives(session, store, reader.gallery.get("negatives", []), only=imported)
             store._log_faces(session, face_ids)
     store._matchers.clear()
+    invalidate(store)
     log.info("imported %d people with %d faces from %s", report.people_enrolled, report.faces_enrolled, path)
     return report
 

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
-from faceid.errors import BadInputError, ConflictError, NotFoundError
+from faceid.errors import BadInputError, ConflictError, FaceidError, NotFoundError
 from faceid.store.inbox_schema import FaceNegative, InboxState, VisitorMember, from_bytes, to_bytes
 from faceid.store.match import cohort_means
 from faceid.store.records import Identification
@@ -261,7 +262,11 @@ def reembed_negatives(store: Store, model_id: str, describe: Any) -> int:
             if n.crop is None:
                 log.warning("negative %d has no crop: it cannot be described by %s", n.id, model_id)
                 continue
-            vector = np.asarray(describe(n.crop), np.float32).reshape(-1)
+            try:
+                vector = np.asarray(describe(n.crop), np.float32).reshape(-1)
+            except FaceidError as error:  # no face found in the crop by this version's detector
+                log.warning("negative %d cannot be described by %s: %s", n.id, model_id, error)
+                continue
             session.add(
                 FaceNegative(
                     person_id=n.person_id,
@@ -299,26 +304,42 @@ def export_negatives(store: Store) -> list[dict[str, Any]]:
 
 def import_negatives(store: Store, items: list[dict[str, Any]]) -> int:
     """Add exported negatives to the people of the same name here (those of people missing here are skipped)."""
-    added = 0
     with store._write() as session:
-        for item in items:
-            try:
-                person = store._person(session, str(item["person"]))
-            except NotFoundError:
-                continue
-            session.add(
-                FaceNegative(
-                    person_id=person.id,
-                    model_id=str(item["model_id"]),
-                    embedding=base64.b64decode(item["embedding"]),
-                    crop=None if not item.get("crop") else base64.b64decode(item["crop"]),
-                    event_id=None,
-                    created_at=datetime.fromisoformat(item["created_at"]) if item.get("created_at") else utcnow(),
-                )
-            )
-            added += 1
-        Inbox._bump(session)
+        added = add_negatives(session, store, items)
     invalidate(store)
+    return added
+
+
+def add_negatives(session: Session, store: Store, items: Any, only: set[str] | None = None) -> int:
+    """Within a transaction (an archive's import): add exported negatives of the people named in ``only`` (all if
+    None); malformed items and people missing here are skipped."""
+    added = 0
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("person"), str):
+            continue
+        if only is not None and item["person"] not in only:
+            continue
+        try:
+            person = store._person(session, item["person"])
+            embedding = base64.b64decode(item["embedding"], validate=True)
+            crop = base64.b64decode(item["crop"], validate=True) if item.get("crop") else None
+            created = datetime.fromisoformat(item["created_at"]) if item.get("created_at") else utcnow()
+        except (NotFoundError, KeyError, TypeError, ValueError):
+            continue
+        session.add(
+            FaceNegative(
+                person_id=person.id,
+                model_id=str(item.get("model_id") or store.model_id),
+                embedding=embedding,
+                crop=crop,
+                event_id=None,
+                created_at=created,
+            )
+        )
+        added += 1
+    if added:
+        session.flush()
+        Inbox._bump(session)
     return added
 
 

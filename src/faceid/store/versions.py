@@ -700,9 +700,21 @@ class VersionedStore(Store):
                     state.activating_model_id = None
             raise
         self._drop_galleries()
+        self._reembed_negatives(target)
         seconds = time.monotonic() - started
         log.info("active model version: %s (was %s), %d faces re-embedded", target.model_id, current, faces)
         return {"active": target.model_id, "previous": current, "faces": faces, "seconds": seconds}
+
+    def _reembed_negatives(self, target: VersionRecord) -> None:
+        """ "Not this person" exemplars follow the new version: each is described again from its crop."""
+        from faceid.store.corrections import reembed_negatives
+
+        analyzer = self.analyzer_for(target)
+        added = reembed_negatives(
+            self, self.face_model_id(target.model_id), lambda crop: analyzer_embedding(analyzer, crop)
+        )
+        if added:
+            log.info("%d negative exemplar(s) described with %s", added, target.model_id)
 
     def _switch(self, target: str, current: str) -> int | None:
         """The switch, in one transaction; None when faces were added since staging (stage again first)."""
@@ -805,3 +817,10 @@ def _plain(value: Any) -> Any:
 def _json_safe(value: Any) -> Any:
     """A report as plain JSON: numpy numbers, paths and times turned into numbers and text."""
     return None if value is None else json.loads(json.dumps(value, default=_plain))
+
+
+def analyzer_embedding(analyzer: Analyzer, image: bytes) -> np.ndarray:
+    """The descriptor of the largest face of an image (a stored face crop)."""
+    from faceid.store.photos import prepare_face
+
+    return np.asarray(prepare_face(analyzer, image, "largest").embedding, np.float32)
