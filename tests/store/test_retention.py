@@ -78,7 +78,7 @@ def test_retention_per_kind(store: Store) -> None:
     set_retention(store, "snapshots", 5)
     assert apply_retention(store)["snapshots"] == 1
     assert store.check()["ok"]
-    assert all(v.events for v in inbox(store).list())  # no empty visitor left
+    assert all(v.events for v in inbox(store).list_visitors())  # no empty visitor left
     assert AuditLog(store.engine).entries(action="retention.apply")
 
 
@@ -86,7 +86,7 @@ def test_forget_removes_every_trace_with_a_receipt(store: Store) -> None:
     rng = np.random.default_rng(2)
     (a,) = people(1)
     events = [event(store, face_of(a, rng), 1, 10 + k) for k in range(3)]
-    (visitor,) = inbox(store).list()
+    (visitor,) = inbox(store).list_visitors()
     named = inbox(store).name(visitor.id, "Ada Lovelace")
     ada = named["person_id"]
     wrong = event(store, face_of(a, rng), 0, 20, person_id=ada)

@@ -47,7 +47,7 @@ def test_events_cluster_into_visitors_as_they_arrive(store: Store) -> None:
     for k in rng.permutation(np.repeat(np.arange(4), 5)):
         truth[unknown(store, face_of(centres[k], rng), source=["gate", "garage"][k % 2])] = int(k)
     box = inbox(store)
-    visitors = box.list()
+    visitors = box.list_visitors()
     assert len(visitors) == 4
     for visitor in visitors:
         members = box.events(visitor.id)
@@ -65,10 +65,10 @@ def test_a_poor_face_between_two_visitors_glues_nothing(store: Store) -> None:
         unknown(store, face_of(a, rng))
         unknown(store, face_of(b, rng))
     box = inbox(store)
-    before = {v.id: v.events for v in box.list()}
+    before = {v.id: v.events for v in box.list_visitors()}
     # Half-way between the two, blurred: it must not join either, nor move a centroid.
     blurred = unknown(store, ((a + b) / 2).astype(np.float32), quality=0.02)
-    after = box.list()
+    after = box.list_visitors()
     assert box.visitor_of([blurred])[blurred] not in before
     assert {v.id: v.events for v in after if v.id in before} == before
     # A poor face clearly close to a visitor still joins it, without shaping its centroid.
@@ -82,9 +82,9 @@ def test_reclustering_keeps_the_ids_of_unchanged_visitors(store: Store) -> None:
     for k in rng.permutation(np.repeat(np.arange(3), 4)):
         unknown(store, face_of(centres[k], rng))
     box = inbox(store)
-    before = {v.id: set(box.events(v.id)) for v in box.list()}
+    before = {v.id: set(box.events(v.id)) for v in box.list_visitors()}
     stats = box.recluster(MODEL)
-    after = {v.id: set(box.events(v.id)) for v in box.list()}
+    after = {v.id: set(box.events(v.id)) for v in box.list_visitors()}
     assert after == before
     assert stats["unchanged"] == 3 and stats["new"] == 0
 
@@ -94,7 +94,7 @@ def test_name_enrolls_a_varied_subset_and_labels_past_events(store: Store) -> No
     (centre,) = people(1)
     events = [unknown(store, face_of(centre, rng)) for _ in range(8)]
     box = inbox(store)
-    (visitor,) = box.list()
+    (visitor,) = box.list_visitors()
     result = box.name(visitor.id, "Ada", cap=3, actor=Actor("admin", "user"))
     assert result["faces_enrolled"] == 3 and result["events_labelled"] == 8
     assert all(e.person_id == result["person_id"] for e in store.list_events(person="Ada"))

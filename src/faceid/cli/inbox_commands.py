@@ -36,7 +36,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from faceid.store.visitors import inbox
 
     with _open(args) as store:
-        visitors = inbox(store).list(status=args.status, limit=args.limit, offset=args.offset)
+        visitors = inbox(store).list_visitors(status=args.status, limit=args.limit, offset=args.offset)
     return _show(args, [v.to_dict() for v in visitors], "\n".join(v.headline() for v in visitors) or "no visitors")
 
 

@@ -369,12 +369,12 @@ def search_history(
     elif person is not None:
         with store._read() as session:
             person_id = store._person(session, person).id
-            vectors = list(
+            faces = list(
                 session.scalars(select(Face.embedding).where(Face.person_id == person_id, Face.model_id == model_id))
             )
-        if not vectors:
+        if not faces:
             raise NotFoundError(f"person {person} has no face of model {model_id}")
-        probe = np.stack(vectors).mean(0)
+        probe = np.stack(faces).mean(0)
     else:
         probe = np.asarray(embedding, np.float32).reshape(-1)
         answer = store.identify_embedding(probe, top_k=2, model_id=model_id)

@@ -127,7 +127,7 @@ def apply_retention(store: Store, now: datetime | None = None, actor: Actor = SY
 def _drop_empty_visitors(store: Store) -> int:
     with store._write() as session:
         empty = select(VisitorMember.event_id).where(VisitorMember.visitor_id == Visitor.id).exists()
-        gone = int(session.execute(delete(Visitor).where(~empty)).rowcount or 0)
+        gone = int(getattr(session.execute(delete(Visitor).where(~empty)), "rowcount", 0) or 0)
         if gone:
             Inbox._bump(session)
     if gone:
@@ -187,7 +187,7 @@ def forget(store: Store, ref: PersonRef, actor: Actor = SYSTEM) -> dict[str, Any
         pid = person.id
         enrolled_at = person.created_at
         face_ids = [int(f) for f in session.scalars(select(Face.id).where(Face.person_id == pid))]
-        files = session.execute(select(Face.image_sha256, Face.image_type).where(Face.person_id == pid)).all()
+        files = list(session.execute(select(Face.image_sha256, Face.image_type).where(Face.person_id == pid)).all())
         files += session.execute(select(Event.snapshot_sha256, Event.snapshot_type).where(Event.person_id == pid)).all()
         declared = {(sha, kind) for sha, kind in files if sha and kind}
         visitor_ids = [int(v) for v in session.scalars(select(Visitor.id).where(Visitor.person_id == pid))]

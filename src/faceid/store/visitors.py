@@ -589,7 +589,7 @@ class Inbox:
             )
         return out
 
-    def list(
+    def list_visitors(
         self, status: str | None = None, limit: int = 100, offset: int = 0, model_id: str | None = None
     ) -> list[VisitorSummary]:
         """Visitors with at least one event, the most recently seen first."""
@@ -774,9 +774,10 @@ class Inbox:
                 raise ConflictError("a named visitor is not merged: name the other one as the same person instead")
             if kept.model_id != gone.model_id:
                 raise ConflictError("the two visitors were clustered with different models")
-            moved = session.execute(
+            result = session.execute(
                 update(VisitorMember).where(VisitorMember.visitor_id == other).values(visitor_id=into)
-            ).rowcount
+            )
+            moved = int(getattr(result, "rowcount", 0) or 0)
             session.delete(gone)
             kept.pinned, kept.updated_at = True, utcnow()
             self._bump(session)

@@ -78,7 +78,7 @@ def list_visitors(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
-    return [v.to_dict() for v in inbox(svc.store).list(status=status, limit=limit, offset=offset)]
+    return [v.to_dict() for v in inbox(svc.store).list_visitors(status=status, limit=limit, offset=offset)]
 
 
 @router.get("/visitors/{visitor_id}", summary="One visitor with its events, newest first")
