@@ -173,6 +173,12 @@ class Integrations:
         if not self.leader:
             return
         try:
+            if event.get("person_id") is None and isinstance(event.get("id"), int):
+                from faceid.store.visitors import inbox
+
+                if inbox(self.store).is_ignored(event["id"]):  # a visitor the user chose never to hear about
+                    log.debug("integrations: event %s is an ignored visitor's; not handed on", event["id"])
+                    return
             payload = event_payload(event, self.settings.public_url)
             mqtt = self.mqtt
             if mqtt is not None:
