@@ -137,3 +137,12 @@ def test_farthest_point_sample_spreads() -> None:
     points = np.array([[0, 0], [0.1, 0], [5, 0], [0, 5], [0.05, 0.05]], np.float32)
     chosen = farthest_point_sample(points, 3)
     assert {2, 3} <= set(chosen)
+
+
+def test_an_event_that_does_not_say_its_model_is_clustered_with_the_active_one(store: Store) -> None:
+    rng = np.random.default_rng(6)
+    (centre,) = people(1)
+    first = unknown(store, face_of(centre, rng))
+    second = store.record_event(person_id=None, metadata={"template": [float(v) for v in face_of(centre, rng)]}).id
+    found = inbox(store).visitor_of([first, second])
+    assert found[first] == found[second]

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy import delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from faceid.errors import BadInputError, ConflictError, NotFoundError
@@ -370,7 +370,7 @@ class Inbox:
                     .where(
                         Event.id > after,
                         Event.person_id.is_(None),
-                        Event.model_id == model_id,
+                        or_(Event.model_id == model_id, Event.model_id.is_(None)),  # None: the sender did not say
                         ~exists().where(VisitorMember.event_id == Event.id),
                     )
                     .order_by(Event.id)
@@ -457,7 +457,7 @@ class Inbox:
                 select(Event.id, Event.meta)
                 .where(
                     Event.person_id.is_(None),
-                    Event.model_id == model_id,
+                    or_(Event.model_id == model_id, Event.model_id.is_(None)),
                     ~exists().where(VisitorMember.event_id == Event.id),
                 )
                 .order_by(Event.time, Event.id)
