@@ -176,6 +176,15 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
             result.report["store_calibration"] = store.calibrate_like_parent(
                 version.model_id, result.heldout_people, result.heldout_embeddings
             )
+            from faceid.vision.sface import split_fused_id
+
+            if parent and (fused := split_fused_id(parent)) is not None:
+                # The fine-tune trained the parent's dlib part; the new version is fused the same way.
+                version = store.register_fused(version, fused[1])
+                result.report["version"] = version.model_id
+                result.report["store_calibration_fused"] = store.calibrate_like_parent(
+                    version.model_id, result.heldout_people, result.heldout_embeddings
+                )
             from faceid.train.report import save_report
 
             result.report_paths = save_report(result.report, run_dir)

@@ -20,6 +20,7 @@ from faceid.server.schemas import GalleryOut, HealthOut, StatsOut
 from faceid.server.views import count_unknown_since, person_names
 from faceid.store.gallery import current_version
 from faceid.store.schema import Face
+from faceid.vision.sface import descriptor_dimensions
 
 router = APIRouter(tags=["system"])
 
@@ -167,7 +168,7 @@ def gallery_embeddings(
         "threshold": float(matcher.threshold()),
         "method": matcher.method,
         "calibrated": calibration is not None,
-        "dim": len(rows[0][2]) if rows else 128,
+        "dim": len(rows[0][2]) if rows else descriptor_dimensions(model_id),
         "people": list(people.values()),
     }
     if include_cohort and calibration is not None and calibration.cohort is not None:
