@@ -218,7 +218,9 @@ def same_person(a: Face | np.ndarray, b: Face | np.ndarray) -> bool:
     first = a.embedding if isinstance(a, Face) else np.asarray(a)
     second = b.embedding if isinstance(b, Face) else np.asarray(b)
     if np.shape(first) != np.shape(second):
-        raise ValueError(f"descriptors of different models cannot be compared ({np.shape(first)} vs {np.shape(second)})")
+        raise ValueError(
+            f"descriptors of different models cannot be compared ({np.shape(first)} vs {np.shape(second)})"
+        )
     return float(distance(first, second)) < same_person_threshold(first)
 
 
