@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import os
 import sys
 from typing import Any
 
 from faceid.cli.common import CommandError, add_json_option, print_json
+from faceid.settings import current
 from faceid.thresholds import MAX_UPLOAD_BYTES
 
 log = logging.getLogger(__name__)
@@ -108,8 +108,9 @@ def _cmd_user_list(args: argparse.Namespace) -> int:
 def _password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
-    if os.environ.get("FACEID_NEW_PASSWORD"):
-        return os.environ["FACEID_NEW_PASSWORD"]
+    password = current().new_password
+    if password:
+        return password
     if not sys.stdin.isatty():
         raise CommandError("give the password with --password-stdin or FACEID_NEW_PASSWORD")
     first = getpass.getpass("New password: ")

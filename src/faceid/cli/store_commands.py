@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from faceid.cli.common import CommandError, add_json_option, print_json
+from faceid.settings import current
 from faceid.store.calibrate import DEFAULT_TARGET_FPIR, DEFAULT_TARGET_GALLERY
 from faceid.store.match import METHOD_COHORT, METHOD_DISTANCE
 from faceid.store.records import stranger_odds
@@ -82,7 +82,7 @@ def _key(args: argparse.Namespace) -> bytes | None:
         if not path.is_file():
             raise CommandError(f"{path}: no such key file")
         return path.read_bytes().strip()
-    env = os.environ.get("FACEID_ARCHIVE_KEY")
+    env = current().archive_key
     return env.encode() if env else None
 
 
