@@ -9,7 +9,7 @@ import sys
 from types import FrameType
 from typing import Any
 
-from faceid.cli.common import EXIT_ERROR, CommandError, add_json_option
+from faceid.cli.common import EXIT_ERROR, CommandError, add_json_option, add_store_location
 from faceid.settings import current
 from faceid.thresholds import (
     MONITOR_CONNECT_ATTEMPTS,
@@ -158,8 +158,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_monitor)
 
     where = parser.add_argument_group("where events go")
-    where.add_argument("--data-dir", default=None, help="standalone: the store folder (default: $FACEID_DATA_DIR)")
-    where.add_argument("--db", default=None, help="standalone: database URL (default: $FACEID_DB or SQLite)")
+    add_store_location(where, when="standalone")
     where.add_argument("--server", default=None, metavar="URL", help="connected: the faceid server")
     where.add_argument("--api-key", default=None, metavar="KEY", help="connected: API key (or $FACEID_API_KEY)")
     where.add_argument("--state-dir", default=None, help="queue, cached gallery (default: DATA_DIR/monitor/CAMERA)")
