@@ -12,6 +12,7 @@ from typing import NoReturn
 from faceid.cli.common import EXIT_BAD_INPUT, EXIT_ERROR, CommandError
 from faceid.cli.extras import install_hint, missing_extra
 from faceid.errors import BadInputError, FaceidError
+from faceid.settings import VARIABLES
 
 # Modules that add sub-commands (each defines ``register(subparsers)``), the top-level commands each adds and
 # the extra the group needs (None: the core). When a module cannot be loaded for want of an optional package,
@@ -45,7 +46,13 @@ def _register_missing(subparsers: argparse._SubParsersAction, commands: Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="faceid", description="Self-hosted face identity.")
+    parser = argparse.ArgumentParser(
+        prog="faceid",
+        description="Self-hosted face identity.",
+        epilog="environment (an option given on the command line wins):\n"
+        + "\n".join(f"  {name:<22} {text}" for name, text in VARIABLES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name, commands, group_extra in COMMAND_MODULES:
