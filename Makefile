@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.faceid-installed
-EXTRAS ?= setup,test,video,train,viz
+EXTRAS ?= full,setup,test,train
 
 .PHONY: run demo test setup lint bench clean
 

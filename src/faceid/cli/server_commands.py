@@ -5,28 +5,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import os
 import sys
 from typing import Any
 
-from faceid.cli.common import CommandError, add_json_option, print_json
+from faceid.cli.common import CommandError, add_json_option, add_store_location, echo, print_json
+from faceid.settings import current
 from faceid.thresholds import MAX_UPLOAD_BYTES
 
 log = logging.getLogger(__name__)
-
-
-def echo(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
-def _add_store_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir", default=None, help="store folder (default: $FACEID_DATA_DIR or a per-user folder)"
-    )
-    parser.add_argument(
-        "--db", default=None, metavar="URL", help="database URL, e.g. postgresql://user@host/db (default: SQLite)"
-    )
 
 
 def _accounts(args: argparse.Namespace) -> Any:
@@ -108,8 +94,9 @@ def _cmd_user_list(args: argparse.Namespace) -> int:
 def _password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
-    if os.environ.get("FACEID_NEW_PASSWORD"):
-        return os.environ["FACEID_NEW_PASSWORD"]
+    password = current().new_password
+    if password:
+        return password
     if not sys.stdin.isatty():
         raise CommandError("give the password with --password-stdin or FACEID_NEW_PASSWORD")
     first = getpass.getpass("New password: ")
@@ -201,7 +188,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser("serve", help="run the web app and REST API")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    _add_store_options(serve)
+    add_store_location(serve)
     serve.add_argument(
         "--detector",
         default=PHOTO_DETECTOR,
@@ -233,7 +220,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     user = subparsers.add_parser("user", help="manage the server's users")
     user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
     listing = user_sub.add_parser("list", help="list users")
-    _add_store_options(listing)
+    add_store_location(listing)
     add_json_option(listing)
     listing.set_defaults(handler=_cmd_user_list)
     for name, handler, help_text in (
@@ -244,7 +231,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ):
         parser = user_sub.add_parser(name, help=help_text)
         parser.add_argument("username")
-        _add_store_options(parser)
+        add_store_location(parser)
         if name in ("add", "role"):
             parser.add_argument(
                 "--role" if name == "add" else "role",
@@ -270,14 +257,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "what a camera or a connected monitor needs",
     )
     create.add_argument("--scope", action="append", choices=SCOPES, help="repeatable; added to --preset's")
-    _add_store_options(create)
+    add_store_location(create)
     add_json_option(create)
     create.set_defaults(handler=_cmd_key_create)
     key_list = key_sub.add_parser("list", help="list keys")
-    _add_store_options(key_list)
+    add_store_location(key_list)
     add_json_option(key_list)
     key_list.set_defaults(handler=_cmd_key_list)
     revoke = key_sub.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key_id", type=int)
-    _add_store_options(revoke)
+    add_store_location(revoke)
     revoke.set_defaults(handler=_cmd_key_revoke)

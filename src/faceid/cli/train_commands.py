@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from faceid.cli.common import CommandError, add_json_option, print_json
+from faceid.cli.common import CommandError, add_json_option, add_store_location, print_json, progress_wanted
 from faceid.thresholds import (
     FINETUNE_PEOPLE_PER_BATCH,
     FINETUNE_PHOTOS_PER_PERSON,
@@ -21,13 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("store")
-    group.add_argument("--data-dir", default=None, help="store folder (default: $FACEID_DATA_DIR or a per-user folder)")
-    group.add_argument("--db", default=None, help="database URL (default: $FACEID_DB or SQLite in the data folder)")
-
-
-def _progress(args: argparse.Namespace) -> bool:
-    return not getattr(args, "json", False) and not getattr(args, "quiet", False) and sys.stderr.isatty()
+    add_store_location(parser.add_argument_group("store"))
 
 
 def _open_versions(args: argparse.Namespace, device: str = "cpu") -> Any:
@@ -129,7 +123,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from faceid.train.finetune import FinetuneOptions, read_run_file, resolve_device, run_finetune, write_run_file
 
     started = time.monotonic()
-    progress = _progress(args)
+    progress = progress_wanted(args)
     saved: dict[str, Any] | None = None
     if args.resume:
         run_dir = Path(args.resume)
@@ -249,7 +243,7 @@ def _cmd_versions_show(args: argparse.Namespace) -> int:
 
 def _cmd_versions_activate(args: argparse.Namespace) -> int:
     with _open_versions(args, args.device) as store:
-        outcome = store.activate(args.version, progress=_progress(args))
+        outcome = store.activate(args.version, progress=progress_wanted(args))
     if args.json:
         print_json(outcome)
     else:
@@ -262,7 +256,7 @@ def _cmd_versions_activate(args: argparse.Namespace) -> int:
 
 def _cmd_versions_rollback(args: argparse.Namespace) -> int:
     with _open_versions(args) as store:
-        outcome = store.rollback(progress=_progress(args))
+        outcome = store.rollback(progress=progress_wanted(args))
     if args.json:
         print_json(outcome)
     else:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from faceid.cli.common import CommandError, add_json_option, print_json
+from faceid.cli.common import CommandError, add_json_option, add_store_location, print_json
 from faceid.errors import NoFaceError
 from faceid.thresholds import DLIB_DISTANCE_THRESHOLD, SFACE_FUSED_THRESHOLD
 from faceid.vision.analyzer import Analyzer, distance
@@ -243,8 +243,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pairs.add_argument("--no-cache", action="store_true", help="recompute every embedding")
     pairs.add_argument("--quiet", action="store_true", help="no progress bar")
     pairs.add_argument("--model", metavar="VERSION", help="a model version stored by faceid finetune (default: dlib's)")
-    pairs.add_argument("--data-dir", default=None, help="with --model: the store holding it")
-    pairs.add_argument("--db", default=None, help="with --model: the store's database URL")
+    add_store_location(pairs, when="with --model, the store holding it")
     add_analyzer_options(pairs)
     add_json_option(pairs)
     pairs.set_defaults(handler=_cmd_eval_pairs)

@@ -41,6 +41,7 @@ from faceid.train.network import DescriptorNet, load_descriptor_net
 from faceid.train.report import Pairs, compare, make_pairs, pair_distances, save_report
 from faceid.train.trainer import Trainer, TrainSettings
 from faceid.vision.analyzer import Analyzer
+from faceid.vision.detect import DEFAULT_DETECTOR
 from faceid.vision.embed import DescriptorEmbedder, descriptor_onnx_path
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class FinetuneOptions:
     calibration: str = "far"  # one of CALIBRATIONS
     calibration_people: float = 0.1  # with calibration="split": share of the training side set aside
     pick: str = "largest"
-    detector: str = "fast"
+    detector: str = DEFAULT_DETECTOR
     guard_pairs: str | None = None  # an LFW pairs file; images under its folder unless guard_root
     guard_root: str | None = None
     baseline_onnx: str | None = None  # what "original" means in the report (default: dlib's model)

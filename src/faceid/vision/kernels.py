@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from functools import cache
 from typing import Any
 
 import numpy as np
 
+from faceid.settings import current
+
 log = logging.getLogger(__name__)
 
 # numba is imported (and the loops compiled, or loaded from numba's cache) on first use, not at import.
-AVAILABLE = importlib.util.find_spec("numba") is not None and not os.environ.get("FACEID_NO_JIT")
+AVAILABLE = importlib.util.find_spec("numba") is not None and not current().no_jit
 
 
 @cache
