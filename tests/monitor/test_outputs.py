@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from faceid.monitor import Agent, AgentConfig, PipelineOptions
+from support.server_process import free_port
 
-from .conftest import CLIP, copy_store, free_port
+from .conftest import CLIP, copy_store
 
 
 def read_video(path: Path) -> list[np.ndarray]:

@@ -120,7 +120,14 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         require_torch()
     except ModelUnavailableError as error:
         raise CommandError(str(error)) from None
-    from faceid.train.finetune import FinetuneOptions, read_run_file, resolve_device, run_finetune, write_run_file
+    from faceid.train.finetune import (
+        FinetuneOptions,
+        read_run_file,
+        register_finetune,
+        resolve_device,
+        run_finetune,
+        write_run_file,
+    )
 
     started = time.monotonic()
     progress = progress_wanted(args)
@@ -165,25 +172,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
             return 130
         version = None
         if not args.no_register:
-            version = store.register_version(result.model_path, parent=parent, report=result.report, scale=result.scale)
-            result.report["version"] = version.model_id
-            result.report["store_calibration"] = store.calibrate_like_parent(
-                version.model_id, result.heldout_people, result.heldout_embeddings
-            )
-            from faceid.vision.sface import split_fused_id
-
-            if parent and (fused := split_fused_id(parent)) is not None:
-                # The fine-tune trained the parent's dlib part; the new version is fused the same way.
-                version = store.register_fused(version, fused[1])
-                result.report["version"] = version.model_id
-                result.report["store_calibration_fused"] = store.calibrate_like_parent(
-                    version.model_id, result.heldout_people, result.heldout_embeddings
-                )
-            from faceid.train.report import save_report
-
-            result.report_paths = save_report(result.report, run_dir)
-            if args.activate:
-                store.activate(version.model_id, progress=progress)
+            version = register_finetune(store, result, parent, activate=args.activate, progress=progress)
     elapsed = time.monotonic() - started
     if args.json:
         print_json({**result.report, "seconds": elapsed, "activated": bool(version and args.activate)})

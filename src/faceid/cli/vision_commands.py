@@ -84,7 +84,7 @@ def face_record(face: Face, with_embedding: bool = False) -> dict[str, Any]:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     analyzer = analyzer_from_args(args)
-    results = []
+    results: list[dict[str, Any]] = []
     for image in args.images:
         faces = analyzer.analyze(image) if args.landmarks else None
         if faces is not None:
@@ -108,7 +108,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 def _cmd_embed(args: argparse.Namespace) -> int:
     analyzer = analyzer_from_args(args)
-    results = []
+    results: list[dict[str, Any]] = []
     for image in args.images:
         faces = analyzer.analyze(image)
         records = [face_record(f, with_embedding=True) for f in faces]

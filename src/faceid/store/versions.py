@@ -20,7 +20,6 @@ photos are enrolled or identified, so that the embedder and the gallery always b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -39,6 +38,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from tqdm import tqdm
 
 from faceid.errors import BadInputError, ConflictError, ImageError, NotFoundError
+from faceid.models.registry import sha256_of
+from faceid.plain_json import json_default
 from faceid.store.photos import Pick
 from faceid.store.records import Identification
 from faceid.store.schema import MODEL_ID_MAX, Face
@@ -186,14 +187,6 @@ class Activation:
             raise self.progress.error
         assert self.progress.result is not None
         return self.progress.result
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class VersionedStore(Store):
@@ -355,14 +348,14 @@ class VersionedStore(Store):
             raise BadInputError(f"{source}: not a usable ONNX model ({error})") from None
         if runtime.input_names != [INPUT_NAME] or runtime.output_names != [OUTPUT_NAME]:
             raise BadInputError(f"{source}: a descriptor model takes {INPUT_NAME!r} and gives {OUTPUT_NAME!r}")
-        sha = _sha256(source)
+        sha = sha256_of(source)
         model_id = f"ft-{sha[:12]}"
         if parent is not None:
             self.get_version(parent)
         folder = self.data_dir / MODELS_FOLDER
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{model_id}.onnx"
-        if not target.is_file() or _sha256(target) != sha:
+        if not target.is_file() or sha256_of(target) != sha:
             temporary = target.with_name(target.name + ".part")
             shutil.copyfile(source, temporary)
             os.replace(temporary, target)
@@ -890,16 +883,6 @@ def analyzer_for_model(
     return base.with_embedder(fused_embedder(primary, fused[1], base.threads, base.mirror, base.device))
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.floating | np.integer):
-        return value.item()
-    if isinstance(value, Path | datetime):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} in a JSON column")
-
-
 def _json_safe(value: Any) -> Any:
     """A report as plain JSON: numpy numbers, paths and times turned into numbers and text."""
-    return None if value is None else json.loads(json.dumps(value, default=_plain))
+    return None if value is None else json.loads(json.dumps(value, default=json_default))

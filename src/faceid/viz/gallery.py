@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ from tqdm import tqdm
 
 from faceid.errors import FaceidError
 from faceid.store.schema import Event, Face, Person
+from faceid.vision.boxes import iou
 
 if TYPE_CHECKING:
     from faceid.store import Store
@@ -125,14 +125,6 @@ def load_gallery(
     return GalleryEmbeddings(model, face_ids, person_ids, embeddings, has_image, names, total)
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 class EventEmbeddings:
     """Descriptors of events by (event id, model), computed once per process (events never change)."""
 
@@ -179,7 +171,7 @@ def event_embedding(
         return None
     if event.box and len(event.box) == 4:
         box = [float(v) for v in event.box]
-        best = max(faces, key=lambda f: _iou(box, [float(v) for v in f.box]))
+        best = max(faces, key=lambda f: iou(box, [float(v) for v in f.box]))
         return np.asarray(best.embedding, np.float32)
     return np.asarray(faces[0].embedding, np.float32)  # analyze() lists the largest face first
 

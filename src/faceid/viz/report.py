@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from faceid.errors import BadInputError, FaceidError
+from faceid.plain_json import json_default
 from faceid.store.schema import Face
 from faceid.viz.curves import (
     compute_curves,
@@ -42,17 +43,9 @@ log = logging.getLogger(__name__)
 def _write_json(data: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".part")
-    temporary.write_text(json.dumps(data, indent=1, default=_plain))
+    temporary.write_text(json.dumps(data, indent=1, default=json_default))
     temporary.replace(path)
     return path
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.floating | np.integer | np.bool_):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def write_gallery_visuals(

@@ -37,6 +37,7 @@ from faceid.store.database import WRITE_OPTION
 from faceid.store.photos import prepared_from_face
 from faceid.store.schema import Event
 from faceid.thresholds import EVENT_FACE_MIN_IOU
+from faceid.vision.boxes import iou
 from faceid.vision.image import load_image
 from faceid.vision.types import Detection, Face
 
@@ -261,14 +262,6 @@ def delete_event(request: Request, event_id: EventId, svc: Svc, principal: Write
     return out
 
 
-def _iou(a: list[float], b: list[float]) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def event_face(svc: Services, event: EventRecord, rgb: np.ndarray, label: str) -> Face:
     """The one face an event is about: the face at its box (found again by this server's detector, or, where
     the detector misses it, described at the box itself). An event without a box names a face only when its
@@ -290,8 +283,8 @@ def event_face(svc: Services, event: EventRecord, rgb: np.ndarray, label: str) -
         clipped = [max(0.0, box[0]), max(0.0, box[1]), min(float(width), box[2]), min(float(height), box[3])]
         if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
             raise NoFaceError(f"{label}: the event's box {box} is outside its snapshot ({width}x{height})")
-        best = max(faces, key=lambda f: _iou([float(v) for v in f.box], box), default=None)
-        if best is not None and _iou([float(v) for v in best.box], box) >= EVENT_FACE_MIN_IOU:
+        best = max(faces, key=lambda f: iou([float(v) for v in f.box], box), default=None)
+        if best is not None and iou([float(v) for v in best.box], box) >= EVENT_FACE_MIN_IOU:
             return best
         log.info("%s: no face found at the event's box %s; describing it there", label, box)
         return analyzer.faces_from_detections(rgb, [Detection(box=np.asarray(clipped, np.float32), score=0.0)])[0]
