@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import text
@@ -356,7 +356,7 @@ def hnsw_index_name(model_id: str) -> str:
 
 
 def create_hnsw_index(
-    connection: object,
+    connection: Any,
     model_id: str,
     dim: int,
     m: int = PGVECTOR_HNSW_M,
