@@ -145,11 +145,12 @@ def running_server(data_dir: Path, log_dir: Path) -> Iterator[ServerProcess]:
 
 def api_key(data_dir: Path, scopes: list[str]) -> str:
     """A device key made as an admin would (``faceid apikey create``), straight in the server's store."""
-    from faceid.store import Store
+    from faceid.store import open_database
     from faceid.store.accounts import Accounts
+    from faceid.store.config import resolve_database_url
 
-    with Store(data_dir, model_id="accounts-only") as store:
-        return Accounts(store.engine).create_key("monitor test", scopes).key
+    with open_database(resolve_database_url(None, data_dir)) as database:
+        return Accounts(database).create_key("monitor test", scopes).key
 
 
 @pytest.fixture
