@@ -166,6 +166,7 @@ def test_one_database_per_url(data_dir: Path, db_url: str | None) -> None:
     url = resolve_database_url(db_url, data_dir)
     database = open_database(url)
     assert open_database(url.render_as_string(hide_password=False)) is database
+    assert open_database(db_url or str(data_dir / "faceid.sqlite3")) is database  # as the --db option gives it
     with Store(data_dir, db_url, model_id=TEST_MODEL) as store:
         assert store.database is database and store.engine is database.engine and store.url == url
         accounts, audit = Accounts(store.database), AuditLog(store.database)

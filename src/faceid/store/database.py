@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, inspect, text
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-from faceid.errors import StoreError
-from faceid.store.config import describe_url
+from faceid.errors import BadInputError, StoreError
+from faceid.store.config import describe_url, resolve_database_url
 
 log = logging.getLogger(__name__)
 
@@ -258,10 +258,13 @@ _databases_lock = threading.Lock()
 
 
 def open_database(url: URL | str) -> Database:
-    """The :class:`Database` at ``url`` (a SQLAlchemy URL, as :func:`faceid.store.config.resolve_database_url`
-    makes), shared with everything else in this process that opened the same URL, its schema migrated."""
+    """The :class:`Database` at ``url`` (a URL as :func:`faceid.store.config.resolve_database_url` makes, or
+    text it understands: ``postgresql://...``, ``sqlite:///PATH`` or a SQLite file's path), shared with everything
+    else in this process that opened the same URL, its schema migrated."""
     if isinstance(url, str):
-        url = make_url(url)
+        if not url:
+            raise BadInputError("an empty database URL")
+        url = resolve_database_url(url, Path.cwd())
     key = (os.getpid(), url.render_as_string(hide_password=False))
     with _databases_lock:
         database = _databases.get(key)
