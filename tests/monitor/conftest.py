@@ -150,7 +150,9 @@ def api_key(data_dir: Path, scopes: list[str]) -> str:
     from faceid.store.config import resolve_database_url
 
     with open_database(resolve_database_url(None, data_dir)) as database:
-        return Accounts(database).create_key("monitor test", scopes).key
+        key = Accounts(database).create_key("monitor test", scopes).key
+    assert key is not None  # a key just made carries its plaintext
+    return key
 
 
 @pytest.fixture
