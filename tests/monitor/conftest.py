@@ -71,11 +71,14 @@ def standalone_run(
 
 def api_key(data_dir: Path, scopes: list[str]) -> str:
     """A device key made as an admin would (``faceid apikey create``), straight in the server's store."""
-    from faceid.store import Store
+    from faceid.store import open_database
     from faceid.store.accounts import Accounts
+    from faceid.store.config import resolve_database_url
 
-    with Store(data_dir, model_id="accounts-only") as store:
-        return Accounts(store.engine).create_key("monitor test", scopes).key
+    with open_database(resolve_database_url(None, data_dir)) as database:
+        key = Accounts(database).create_key("monitor test", scopes).key
+    assert key is not None  # a key just made carries its plaintext
+    return key
 
 
 @pytest.fixture

@@ -6,21 +6,28 @@ import argparse
 import getpass
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from faceid.cli.common import CommandError, add_json_option, add_store_location, echo, print_json
 from faceid.settings import current
 from faceid.thresholds import MAX_UPLOAD_BYTES
 
+if TYPE_CHECKING:
+    from faceid.store.accounts import Accounts
+    from faceid.store.database import Database
+
 log = logging.getLogger(__name__)
 
 
-def _accounts(args: argparse.Namespace) -> Any:
+def _accounts(args: argparse.Namespace) -> tuple[Database, Accounts]:
+    """The store's database (closed at the end of a ``with`` block) and its accounts; account work opens no store,
+    so loads no model."""
     from faceid.store.accounts import Accounts
-    from faceid.store.store import Store
+    from faceid.store.config import resolve_data_dir, resolve_database_url
+    from faceid.store.database import open_database
 
-    store = Store(args.data_dir, args.db, model_id="accounts-only")  # no model is loaded for account work
-    return store, Accounts(store.engine)
+    database = open_database(resolve_database_url(args.db, resolve_data_dir(args.data_dir)))
+    return database, Accounts(database)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -50,8 +57,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     logging.getLogger("faceid").setLevel(min(logging.getLogger("faceid").getEffectiveLevel(), logging.INFO))
     # The first admin is created here rather than by the app, so that its password is printed, not logged.
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         generated = accounts.ensure_admin(config.resolved_admin_password())
     app = create_app(config)
     services = app.state.services
@@ -79,8 +86,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_user_list(args: argparse.Namespace) -> int:
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         users = accounts.list_users()
     if args.json:
         print_json([u.to_dict() for u in users])
@@ -106,16 +113,16 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def _cmd_user_add(args: argparse.Namespace) -> int:
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         user = accounts.create_user(args.username, _password(args), args.role)
     echo(f"created {user.username} ({user.role})")
     return 0
 
 
 def _cmd_user_password(args: argparse.Namespace) -> int:
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         user = accounts.find_user(args.username)
         if user is None:
             raise CommandError(f"no user named {args.username!r}")
@@ -125,8 +132,8 @@ def _cmd_user_password(args: argparse.Namespace) -> int:
 
 
 def _cmd_user_role(args: argparse.Namespace) -> int:
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         user = accounts.find_user(args.username)
         if user is None:
             raise CommandError(f"no user named {args.username!r}")
@@ -136,8 +143,8 @@ def _cmd_user_role(args: argparse.Namespace) -> int:
 
 
 def _cmd_user_remove(args: argparse.Namespace) -> int:
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         user = accounts.find_user(args.username)
         if user is None:
             raise CommandError(f"no user named {args.username!r}")
@@ -149,8 +156,8 @@ def _cmd_user_remove(args: argparse.Namespace) -> int:
 def _cmd_key_create(args: argparse.Namespace) -> int:
     from faceid.store.accounts import key_scopes
 
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         key = accounts.create_key(args.name, key_scopes(args.scope, args.preset))
     if args.json:
         print_json(key.to_dict())
@@ -161,8 +168,8 @@ def _cmd_key_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_key_list(args: argparse.Namespace) -> int:
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         keys = accounts.list_keys()
     if args.json:
         print_json([k.to_dict() for k in keys])
@@ -174,8 +181,8 @@ def _cmd_key_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_key_revoke(args: argparse.Namespace) -> int:
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         key = accounts.revoke_key(args.key_id)
     echo(f"revoked {key.name}")
     return 0

@@ -95,7 +95,7 @@ def create_app(config: ServerConfig | None = None, *, analyzer: Analyzer | None 
 
         analyzer = photo_analyzer(detector=config.detector, device=config.device)
     store = Store(config.data_dir, config.db, analyzer=analyzer, index=config.index)
-    accounts = Accounts(store.engine)
+    accounts = Accounts(store.database)
     generated = accounts.ensure_admin(config.resolved_admin_password())
     if generated:
         log.warning("created the user 'admin' with the generated password %s; it is not shown again", generated)
@@ -109,7 +109,7 @@ def create_app(config: ServerConfig | None = None, *, analyzer: Analyzer | None 
         config=config,
         store=store,
         accounts=accounts,
-        audit=AuditLog(store.engine),
+        audit=AuditLog(store.database),
         hub=hub,
         changes=changes,
         metrics=metrics,

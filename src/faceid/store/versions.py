@@ -48,8 +48,9 @@ from faceid.store.types import Embedding, UTCDateTime, utcnow
 from faceid.vision.image import ImageSource
 
 if TYPE_CHECKING:
+    from faceid.store.database import Database
     from faceid.store.photos import PreparedFace
-    from faceid.store.records import FaceRecord, PersonRecord
+    from faceid.store.records import EventRecord, FaceRecord, PersonRecord
     from faceid.vision.analyzer import Analyzer
     from faceid.vision.embed import DescriptorEmbedder
     from faceid.vision.types import Detection, Embedder
@@ -204,12 +205,13 @@ class VersionedStore(Store):
         index: str = "auto",
         threads: int | None = None,
         model_id: str | None = None,
+        database: Database | None = None,
     ) -> None:
         """``model_id`` pins the store to one model's embeddings (benchmarks, tests that enroll descriptors
         directly): it then loads no model and follows no version."""
         if db is not None and not isinstance(db, str):  # a SQLAlchemy URL, e.g. another store's ``url``
             db = db.render_as_string(hide_password=False)
-        super().__init__(data_dir, db, analyzer=analyzer, index=index, model_id=model_id)
+        super().__init__(data_dir, db, analyzer=analyzer, index=index, model_id=model_id, database=database)
         self._pinned = model_id
         self._base_analyzer = analyzer
         self._mirror = bool(analyzer is not None and analyzer.mirror)
@@ -585,6 +587,13 @@ class VersionedStore(Store):
         record = super().enroll_prepared(name, faces, **person_fields)
         self._reconcile_if_stale(faces)
         return record
+
+    def enroll_from_event(
+        self, event_id: int, name: str, face: PreparedFace, **person_fields: Any
+    ) -> tuple[PersonRecord, EventRecord]:
+        person, event = super().enroll_from_event(event_id, name, face, **person_fields)
+        self._reconcile_if_stale([face])
+        return person, event
 
     def add_prepared(self, ref: int | str, faces: Sequence[PreparedFace]) -> list[FaceRecord]:
         records = super().add_prepared(ref, faces)
