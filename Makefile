@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.faceid-installed
-EXTRAS ?= setup,test,video,train,viz
+EXTRAS ?= full,setup,test,train
 
 .PHONY: run demo test setup lint bench clean
 
@@ -29,7 +29,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
-	$(BIN)/mypy src/faceid/vision src/faceid/store
+	$(BIN)/mypy src/faceid
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache

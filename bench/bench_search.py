@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from common import command_line, dataset, machine
-from faceid.store.index import ExactIndex, IvfIndex, Neighbours, PgvectorIndex
+from faceid.store.index import ExactIndex, IvfIndex, Neighbours, PgvectorIndex, create_hnsw_index
 from faceid.store.match import pairwise_distances
 from faceid.thresholds import IDENTIFY_CANDIDATE_FACES, IVF_NPROBE, PGVECTOR_EF_SEARCH
 
@@ -244,8 +244,10 @@ def load_postgres(
 
     Store(data_dir, url, model_id=MODEL).close()  # the store's own schema, as migrations make it
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as connection:
-        for name in ("ix_faces_embedding_hnsw", "ix_faces_embedding_hnsw_1", "ix_faces_embedding_hnsw_2"):
-            connection.execute(f"DROP INDEX IF EXISTS {name}")
+        for (name,) in connection.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'faces' AND indexdef ILIKE '%USING hnsw%'"
+        ).fetchall():
+            connection.execute(f'DROP INDEX IF EXISTS "{name}"')
         connection.execute("TRUNCATE faces, people, face_log RESTART IDENTITY CASCADE")
         now = "2025-01-01T00:00:00+00"
         with connection.cursor().copy(
@@ -261,16 +263,14 @@ def load_postgres(
                     literal = "[" + ",".join(f"{v:.7g}" for v in vectors[face].tolist()) + "]"
                     copy.write_row((number * len(gallery) + face + 1, person + 1, model, literal, now))
         started = time.perf_counter()
-        options = f"WITH (m = {m}, ef_construction = {ef_construction})"
+        dim = gallery.shape[1]
         if per_model:
-            for number, (model, _) in enumerate(versions, 1):
-                connection.execute(
-                    f"CREATE INDEX ix_faces_embedding_hnsw_{number} ON faces USING hnsw (embedding vector_l2_ops) "
-                    f"{options} WHERE model_id = '{model}'"
-                )
-        else:
+            for model, _ in versions:
+                create_hnsw_index(connection, model, dim, m, ef_construction)
+        else:  # one graph over every model's rows (the layout before per-model indexes)
             connection.execute(
-                f"CREATE INDEX ix_faces_embedding_hnsw ON faces USING hnsw (embedding vector_l2_ops) {options}"
+                f"CREATE INDEX ix_faces_embedding_hnsw ON faces USING hnsw ((embedding::vector({dim})) vector_l2_ops) "
+                f"WITH (m = {m}, ef_construction = {ef_construction})"
             )
         build = time.perf_counter() - started
         connection.execute("ANALYZE faces")

@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The shared fixtures of the support package (a real PostgreSQL, a real browser), for every test folder.
+from support.browser import browser, page  # noqa: F401
+from support.postgres import pg_url, postgres_server  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -2,7 +2,7 @@
 
 >>> import faceid
 >>> faces = faceid.analyze("photo.jpg")
->>> faceid.distance(faces[0].embedding, other.embedding) < 0.6   # same person?
+>>> faceid.same_person(faces[0], other)   # by the descriptor's own threshold
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Analyzer", "Face", "__version__", "analyze", "distance", "load_image"]
+__all__ = ["Analyzer", "Face", "__version__", "analyze", "distance", "load_image", "same_person"]
 
 if TYPE_CHECKING:
-    from faceid.vision.analyzer import Analyzer, distance
+    from faceid.vision.analyzer import Analyzer, distance, same_person
     from faceid.vision.image import ImageSource, load_image
     from faceid.vision.types import Face
 
@@ -21,8 +21,9 @@ _default_analyzer: Analyzer | None = None
 
 
 def analyze(image: ImageSource) -> list[Face]:
-    """Every face in a photo, with the photo pipeline (created on first call). For video frames, use an
-    ``Analyzer()`` (the fast pipeline) and its ``analyze_many``."""
+    """Every face in a photo, with the photo pipeline (created on first call): dlib's descriptor fused with
+    SFace's, 256 values (compare with :func:`same_person`). For video frames, use an ``Analyzer()`` (the fast
+    pipeline, dlib's 128 values) and its ``analyze_many``."""
     global _default_analyzer
     if _default_analyzer is None:
         from faceid.vision.analyzer import photo_analyzer
@@ -33,7 +34,7 @@ def analyze(image: ImageSource) -> list[Face]:
 
 def __getattr__(name: str) -> Any:
     # Importing lazily keeps `import faceid` quick and free of onnxruntime until it is needed.
-    if name in ("Analyzer", "distance"):
+    if name in ("Analyzer", "distance", "same_person"):
         from faceid.vision import analyzer
 
         return getattr(analyzer, name)

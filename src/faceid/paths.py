@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+from faceid.settings import current
+
 
 def _user_dir(env_xdg: str, fallback: str, mac: str, windows_env: str) -> Path:
     if sys.platform == "darwin":
@@ -17,11 +19,11 @@ def _user_dir(env_xdg: str, fallback: str, mac: str, windows_env: str) -> Path:
 
 def cache_dir() -> Path:
     """Built ONNX models and other derived files; safe to delete. ``FACEID_CACHE_DIR`` overrides."""
-    override = os.environ.get("FACEID_CACHE_DIR")
-    return Path(override) if override else _user_dir("XDG_CACHE_HOME", ".cache", "Caches", "LOCALAPPDATA")
+    override = current().cache_dir
+    return override if override else _user_dir("XDG_CACHE_HOME", ".cache", "Caches", "LOCALAPPDATA")
 
 
 def data_dir() -> Path:
     """The default store location. ``FACEID_DATA_DIR`` overrides."""
-    override = os.environ.get("FACEID_DATA_DIR")
-    return Path(override) if override else _user_dir("XDG_DATA_HOME", ".local/share", "Application Support", "APPDATA")
+    override = current().data_dir
+    return override if override else _user_dir("XDG_DATA_HOME", ".local/share", "Application Support", "APPDATA")

@@ -41,6 +41,8 @@ IVF_PARALLEL_MIN_SCANNED = 30_000
 # pgvector HNSW (PostgreSQL backend): hnsw.ef_search per query; the index itself is m=16, ef_construction=64
 # (pgvector's defaults, set in the first migration).
 PGVECTOR_EF_SEARCH = 100
+PGVECTOR_HNSW_M = 16
+PGVECTOR_HNSW_EF_CONSTRUCTION = 64
 
 # Identification (faceid.store.match). Cohort normalisation divides a distance by sqrt(m(probe) m(centroid)),
 # m = mean distance to the COHORT_K nearest background faces. On faces-dev, k = 5, 10 and 20 were within a point
@@ -88,6 +90,9 @@ IMPORT_SUBJECT_MIN_AREA = 0.5
 # strangers match someone in a 200-person gallery at 0.46 (`faceid calibrate --method distance --root faces-dev
 # --dry-run`, dlib-resnet-v1, fast detector), where dlib's 0.6 lets about a quarter through. Calibrate for real use.
 UNCALIBRATED_CENTROID_THRESHOLD = 0.46
+# The same for dlib's descriptor fused with SFace's (faceid.vision.sface): about 1% of faces-dev strangers match
+# someone in a 200-person gallery at this fused distance (same command, the photo pipeline's fused model).
+UNCALIBRATED_FUSED_CENTROID_THRESHOLD = 0.8
 
 # --- Server (faceid.server) ---
 

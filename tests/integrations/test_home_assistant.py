@@ -13,13 +13,8 @@ from typing import Any
 import pytest
 
 from faceid.integrations.settings import IntegrationSettings, integrations_dir
-from monitor.conftest import (  # the monitor tests' calibrated gallery and server process
-    CAMERA,
-    CLIP,
-    api_key,
-    copy_store,
-    running_server,
-)
+from monitor.conftest import CAMERA, CLIP, api_key, copy_store  # the monitor tests' calibrated gallery
+from support.server_process import running_server
 
 from .broker import Mosquitto, Recorder
 from .ha_schema import check_config, is_timestamp, render_state

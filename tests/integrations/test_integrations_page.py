@@ -2,42 +2,27 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from faceid.integrations.settings import IntegrationSettings, integrations_dir
 from faceid.integrations.webhooks import verify_signature
-from monitor.conftest import ADMIN_PASSWORD, running_server
+from support.browser import open_page
+from support.server_process import ADMIN_PASSWORD, running_server
 
 from .broker import Mosquitto
 from .receiver import Receiver
 
-CHROMIUM = os.environ.get("FACEID_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
-def test_the_integrations_page(tmp_path: Path, broker: Mosquitto) -> None:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM} (apt-get install chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
+def test_the_integrations_page(tmp_path: Path, broker: Mosquitto, browser: Any) -> None:
     data_dir = tmp_path / "data"
     IntegrationSettings(mqtt_url=broker.url, public_url="http://faceid.lan:8000").save(integrations_dir(data_dir))
     receiver = Receiver()
-    errors: list[str] = []
     try:
-        with running_server(data_dir, tmp_path) as server, playwright_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
-            page: Any = browser.new_page(base_url=server.url, viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(30_000)
-            page.on("pageerror", lambda error: errors.append(str(error)))
+        with running_server(data_dir, tmp_path) as server, open_page(browser, server.url, viewport=(1280, 900)) as page:
             page.goto("/admin/integrations")
             page.fill("#username", "admin")
             page.fill("#password", ADMIN_PASSWORD)
@@ -65,7 +50,5 @@ def test_the_integrations_page(tmp_path: Path, broker: Mosquitto) -> None:
             assert verify_signature(
                 secret, sent.body, sent.headers["x-faceid-timestamp"], sent.headers["x-faceid-signature"]
             )
-            browser.close()
     finally:
         receiver.close()
-    assert errors == []

@@ -172,7 +172,7 @@ def test_bad_settings_are_refused(tmp_path: Path, analyzer: Any) -> None:
 
 def test_the_last_will_says_offline_when_the_server_dies(tmp_path: Path, broker: Mosquitto, recorder: Recorder) -> None:
     """``faceid serve --mqtt URL`` publishes; killed without a clean stop, the broker says ``offline`` for it."""
-    from server.conftest import serve
+    from support.server_process import serve
 
     with serve(tmp_path / "data", None, "--mqtt", broker.url, "--no-warm-up") as server:
         recorder.wait_for(lambda: (m := recorder.last("faceid/status")) and m.text == "online", 30, "online")

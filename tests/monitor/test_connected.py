@@ -25,7 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import CAMERA, CLIP, ServerProcess, StandaloneRun, api_key
+from support.server_process import ServerProcess
+
+from .conftest import CAMERA, CLIP, StandaloneRun, api_key
 
 AGENT_TIMEOUT = 240.0
 
@@ -134,7 +136,7 @@ def test_server_stopped_during_a_run_gets_every_event_once(
     tmp_path: Path, server_data_dir: Path, media_dir: Path, standalone_run: StandaloneRun
 ) -> None:
     key = api_key(server_data_dir, ["read", "ingest"])
-    server = ServerProcess(server_data_dir, tmp_path)
+    server = ServerProcess(server_data_dir, extra=("--no-warm-up",), log_dir=tmp_path)
     server.start()
     try:
         agent = AgentProcess(
@@ -162,7 +164,7 @@ def test_agent_killed_mid_run_and_restarted_loses_nothing_and_doubles_nothing(
 ) -> None:
     key = api_key(server_data_dir, ["read", "ingest"])
     state = tmp_path / "state"
-    server = ServerProcess(server_data_dir, tmp_path)
+    server = ServerProcess(server_data_dir, extra=("--no-warm-up",), log_dir=tmp_path)
     server.start()
     try:
         first = AgentProcess(media_dir / CLIP, server.url, key, state, tmp_path / "agent-1.log", "--realtime")

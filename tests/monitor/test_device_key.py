@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import ADMIN_PASSWORD, ServerProcess, running_server
+from support.browser import launch_browser, open_page
+from support.server_process import ADMIN_PASSWORD, ServerProcess, running_server
 
 pytestmark = [pytest.mark.slow]
 
-CHROMIUM = os.environ.get("FACEID_CHROMIUM", "/usr/bin/chromium")
 CLIP = "short_hamilton_clip.mp4"
 SECONDS = "3"  # of the clip: Alex Lacamoire at the piano, enough for an event or two
 
@@ -58,29 +58,16 @@ def cli_key(server: ServerProcess, *options: str) -> str:
 
 
 def web_key(server: ServerProcess) -> str:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"the browser test needs Chromium at {CHROMIUM} (apt-get install chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            page = browser.new_page(base_url=server.url)
-            page.set_default_timeout(30_000)
-            page.goto("/admin/keys")  # sends to the login form, and back here after it
-            page.fill("#username", "admin")
-            page.fill("#password", ADMIN_PASSWORD)
-            page.click("#login-form button")
-            page.wait_for_url(re.compile(r".*/admin/keys$"))
-            page.fill("#key-name", "door camera")
-            page.click("#key-form button")  # the scopes as the form comes
-            page.wait_for_selector("#new-key:not([hidden])")
-            return str(page.inner_text("#new-key-value")).strip()
-        finally:
-            browser.close()
+    with launch_browser() as browser, open_page(browser, server.url) as page:
+        page.goto("/admin/keys")  # sends to the login form, and back here after it
+        page.fill("#username", "admin")
+        page.fill("#password", ADMIN_PASSWORD)
+        page.click("#login-form button")
+        page.wait_for_url(re.compile(r".*/admin/keys$"))
+        page.fill("#key-name", "door camera")
+        page.click("#key-form button")  # the scopes as the form comes
+        page.wait_for_selector("#new-key:not([hidden])")
+        return str(page.inner_text("#new-key-value")).strip()
 
 
 def run_monitor(server: ServerProcess, key: str, camera: str, state_dir: Path, media_dir: Path) -> Any:

@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from faceid.monitor import Agent, AgentConfig
+from faceid.monitor import Agent, AgentConfig, PipelineOptions
+from support.server_process import free_port
 
-from .conftest import CLIP, copy_store, free_port
+from .conftest import CLIP, copy_store
 
 
 def read_video(path: Path) -> list[np.ndarray]:
@@ -54,7 +55,7 @@ def test_annotated_video_and_live_preview(tmp_path: Path, enrolled_store_dir: Pa
         data_dir=data_dir,
         output=output,
         preview_port=port,
-        options={"realtime": True, "max_seconds": 4.0},  # the opening shots and the start of the close-up
+        options=PipelineOptions(realtime=True, max_seconds=4.0),  # the opening shots and the start of the close-up
     )
     result = Agent(config).run()
     watcher.join(timeout=30)
@@ -98,7 +99,7 @@ def test_unknown_faces_kept_without_images_or_dropped(
             source=str(media_dir / CLIP),
             camera=f"policy-{policy}",
             data_dir=data_dir,
-            options={"unknown": policy, "max_seconds": 2.3},
+            options=PipelineOptions(unknown=policy, max_seconds=2.3),
         )
         stats = Agent(config, on_event=events.append).run().stats
         assert stats.unknown == len(events) and stats.known == 0

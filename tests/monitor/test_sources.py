@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from faceid.cli import main
-from faceid.monitor import Agent, AgentConfig
+from faceid.monitor import Agent, AgentConfig, PipelineOptions
 from faceid.monitor.sources import Backoff, FileSource, SourceError, open_source
 
 from .mjpeg import MjpegCamera, closed_port, jpegs
@@ -111,7 +111,9 @@ def test_the_monitor_keeps_running_through_a_drop(tmp_path: Path, media_dir: Pat
     camera.start()
     events: list[Any] = []
     agent = Agent(
-        AgentConfig(source=camera.url, camera="door", data_dir=tmp_path / "data", options={"max_seconds": 8.0}),
+        AgentConfig(
+            source=camera.url, camera="door", data_dir=tmp_path / "data", options=PipelineOptions(max_seconds=8.0)
+        ),
         on_event=events.append,
     )
 

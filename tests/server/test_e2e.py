@@ -17,11 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import ADMIN_PASSWORD, ServerProcess, serve
+from support.server_process import ADMIN_PASSWORD, ServerProcess, serve
 
 pytestmark = [pytest.mark.slow]
 
-CHROMIUM = os.environ.get("FACEID_CHROMIUM", "/usr/bin/chromium")
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 SCREENSHOTS = (
     DOCS_SCREENSHOTS
@@ -34,53 +33,6 @@ SCREENSHOTS = (
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with serve(tmp_path_factory.mktemp("e2e") / "data") as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM} (apt-get install chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                # A synthetic camera (a test pattern) for the webcam capture.
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-            ],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Any, server: ServerProcess) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=server.url, permissions=["camera"])
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    outside: list[str] = []
-    errors: list[str] = []
-
-    def only_local(route: Any) -> None:
-        if route.request.url.startswith(server.url) or route.request.url.startswith(("blob:", "data:")):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_local)
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert outside == [], f"the UI asked for outside resources: {outside}"
-    # Refused requests that a test provokes on purpose show as console errors too; script errors must not.
-    assert not [e for e in errors if "Failed to load resource" not in e], errors
 
 
 def shot(page: Any, name: str) -> None:

@@ -11,13 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import ADMIN_PASSWORD, PASSWORD, ServerProcess, http_login
-from .test_e2e import browser, page, server  # noqa: F401  (the same browser set-up)
+from support.server_process import ADMIN_PASSWORD, ServerProcess, http_login
+
+from .conftest import PASSWORD
+from .test_e2e import server  # noqa: F401  (the same server; the browser and page are the shared fixtures)
 
 pytestmark = [pytest.mark.slow]
 
 
-def log_in_as(page: Any, username: str = "admin", password: str = ADMIN_PASSWORD, next_path: str | None = None) -> None:  # noqa: F811
+def log_in_as(page: Any, username: str = "admin", password: str = ADMIN_PASSWORD, next_path: str | None = None) -> None:
     page.goto("/login" if next_path is None else f"/login?next={next_path}")
     page.fill("#username", username)
     page.fill("#password", password)
@@ -31,7 +33,7 @@ def test_a_login_never_leaves_the_server(page: Any, server: ServerProcess, next_
     assert page.url == f"{server.url}/", page.url  # and the fixture saw no request to another host
 
 
-def test_a_failed_identification_clears_the_last_result(page: Any, media_dir: Path) -> None:  # noqa: F811
+def test_a_failed_identification_clears_the_last_result(page: Any, media_dir: Path) -> None:
     log_in_as(page)
     page.wait_for_url(re.compile(r".*/$"))
     page.goto("/identify")
@@ -46,7 +48,7 @@ def test_a_failed_identification_clears_the_last_result(page: Any, media_dir: Pa
     assert page.eval_on_selector_all("#identify-matches li", "items => items.length") == 0
 
 
-def test_enrolling_a_face_twice_shows_a_warning(page: Any, media_dir: Path) -> None:  # noqa: F811
+def test_enrolling_a_face_twice_shows_a_warning(page: Any, media_dir: Path) -> None:
     log_in_as(page)
     page.wait_for_url(re.compile(r".*/$"))
     for name in ("Twice Enrolled", "Enrolled Again"):

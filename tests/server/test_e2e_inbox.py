@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
-from .conftest import ServerProcess, serve
-from .test_e2e import browser, log_in, page, shot  # noqa: F401  (fixtures)
+from support.server_process import ServerProcess, serve
+
+from .test_e2e import log_in, shot
 
 pytestmark = [pytest.mark.slow]
 
@@ -55,7 +56,7 @@ def post_event(server: ServerProcess, key: str, analyzer: Any, path: Path, sourc
     return int(response.json()["id"])
 
 
-def test_the_inbox_journey(page: Any, server: ServerProcess, faces_dev_dir: Path, analyzer: Any) -> None:  # noqa: F811
+def test_the_inbox_journey(page: Any, server: ServerProcess, faces_dev_dir: Path, analyzer: Any) -> None:
     log_in(page)
     key = page.evaluate(
         """async () => {

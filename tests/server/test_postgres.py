@@ -11,7 +11,9 @@ from typing import Any
 
 import httpx
 
-from .conftest import http_login, make_config, open_clients, photo, serve_many
+from support.server_process import http_login, serve_many
+
+from .conftest import make_config, open_clients, photo
 
 pytestmark = [__import__("pytest").mark.slow]
 

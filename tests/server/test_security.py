@@ -13,8 +13,9 @@ from fastapi.testclient import TestClient
 
 from faceid.server.web import local_path
 from faceid.thresholds import LOGIN_MAX_FAILURES_PER_ADDRESS
+from support.server_process import ADMIN_PASSWORD, serve
 
-from .conftest import ADMIN_PASSWORD, Clients, serve
+from .conftest import Clients
 
 OFF_SITE = [
     "/\\evil.example",

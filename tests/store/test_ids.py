@@ -44,7 +44,7 @@ def test_ids_are_never_reused_after_a_delete(id_store: Store) -> None:
 
 def test_user_and_key_ids_are_never_reused(id_store: Store) -> None:
     store = id_store
-    accounts = Accounts(store.engine)
+    accounts = Accounts(store.database)
     accounts.create_user("keeper", "password-1234", "viewer")
     gone = accounts.create_user("gone", "password-1234", "viewer")
     accounts.delete_user(gone.id)

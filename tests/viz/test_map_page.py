@@ -4,24 +4,21 @@ Every request the page makes must stay on the server itself."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from server.conftest import ADMIN_PASSWORD as PASSWORD
-from server.conftest import serve
+from support.browser import open_page
+from support.server_process import ADMIN_PASSWORD as PASSWORD
+from support.server_process import serve
 
 from .conftest import SmallGallery
 
 pytestmark = [pytest.mark.slow]
-
-CHROMIUM = os.environ.get("FACEID_CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -33,41 +30,11 @@ def server(small_gallery: SmallGallery, tmp_path_factory: pytest.TempPathFactory
         yield running.url
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM} (apt-get install chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def page(browser: Any, server: str) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    outside: list[str] = []
-    errors: list[str] = []
-
-    def only_local(route: Any) -> None:
-        if route.request.url.startswith(server) or route.request.url.startswith(("blob:", "data:")):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_local)
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert outside == [], f"the map page asked for outside resources: {outside}"
-    assert errors == [], errors
+    # Stricter than the shared page: the map page provokes no refused request, so none may show.
+    with open_page(browser, server, viewport=(1280, 900), timeout_ms=60_000, allow_failed_loads=False) as opened:
+        yield opened
 
 
 def test_the_map_page_shows_the_gallery(page: Any, server: str, small_gallery: SmallGallery) -> None:

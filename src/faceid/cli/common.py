@@ -1,4 +1,5 @@
-"""Helpers shared by the command modules: JSON output, exit codes, common options."""
+"""Helpers shared by the command modules: output, exit codes, common options. Every command module takes
+them from here, so that a line, a progress bar or ``--data-dir`` means the same in every command."""
 
 from __future__ import annotations
 
@@ -18,8 +19,36 @@ class CommandError(Exception):
     """A usage or input problem detected by a command; reported on stderr with exit code 2."""
 
 
-def add_json_option(parser: argparse.ArgumentParser) -> None:
+ArgumentTarget = argparse.ArgumentParser | argparse._ArgumentGroup
+
+DATA_DIR_HELP = "store folder (default: $FACEID_DATA_DIR or a per-user folder)"
+DB_HELP = "database URL, e.g. postgresql://user@host/db, or a SQLite file (default: $FACEID_DB or SQLite in DATA_DIR)"
+
+
+def add_json_option(parser: ArgumentTarget) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+
+
+def add_store_location(parser: ArgumentTarget, when: str | None = None) -> None:
+    """``--data-dir`` and ``--db``: where the store is (``faceid.store.config`` resolves them). ``when`` says
+    when they apply, for commands that use a store only in one mode ("standalone", "with --model")."""
+    prefix = f"{when}: " if when else ""
+    parser.add_argument("--data-dir", default=None, help=prefix + DATA_DIR_HELP)
+    parser.add_argument("--db", default=None, metavar="URL", help=prefix + DB_HELP)
+
+
+def echo(text: str = "", err: bool = False) -> None:
+    """One line for a person to read: on stdout, or on stderr (``err``) where stdout carries data.
+    ``--json`` output goes through :func:`print_json`."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def progress_wanted(args: argparse.Namespace) -> bool:
+    """Progress bars on stderr only for a person at a terminal: not with ``--json`` or ``--quiet``, nor into a
+    log file or a pipe."""
+    return not getattr(args, "json", False) and not getattr(args, "quiet", False) and sys.stderr.isatty()
 
 
 def _default(value: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from faceid.cli.common import CommandError
 from faceid.errors import ImageError
+from faceid.settings import current
 from faceid.thresholds import DLIB_DISTANCE_THRESHOLD
 from faceid.vision.analyzer import Analyzer
 
@@ -17,7 +17,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".ti
 
 
 def default_media_dir() -> Path | None:
-    candidates = [Path(os.environ["FACEID_SHARED"]) / "datasets" / "media"] if "FACEID_SHARED" in os.environ else []
+    shared = current().shared
+    candidates = [shared / "datasets" / "media"] if shared else []
     candidates += [Path.cwd().parent / "shared" / "datasets" / "media", Path.cwd() / "shared" / "datasets" / "media"]
     return next((c for c in candidates if c.is_dir()), None)
 

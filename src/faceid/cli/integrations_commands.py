@@ -5,17 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 import threading
 from typing import Any
 
-from faceid.cli.common import EXIT_OK, CommandError, print_json
+from faceid.cli.common import EXIT_OK, CommandError, add_store_location, echo, print_json
 
 log = logging.getLogger(__name__)
-
-
-def echo(text: str = "") -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def _cmd_frigate(args: argparse.Namespace) -> int:
@@ -36,7 +31,7 @@ def _cmd_frigate(args: argparse.Namespace) -> int:
         bridge = FrigateBridge(store, api, camera_prefix=args.camera_prefix, max_attempts=args.max_attempts)
         listener = FrigateListener(bridge, target)
         listener.start()
-        echo(f"faceid frigate: {target.redacted()} -> {args.url}, events into {store!r} (Ctrl-C ends)")
+        echo(f"faceid frigate: {target.redacted()} -> {args.url}, events into {store!r} (Ctrl-C ends)", err=True)
         try:
             stop.wait(args.seconds) if args.seconds else stop.wait()
         finally:
@@ -46,7 +41,7 @@ def _cmd_frigate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(stats)
     else:
-        echo(" ".join(f"{k}={v}" for k, v in stats.items() if v is not None))
+        echo(" ".join(f"{k}={v}" for k, v in stats.items() if v is not None), err=True)
     return EXIT_OK
 
 
@@ -62,9 +57,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     frigate.add_argument("--camera-prefix", default="", help="put before Frigate's camera names in faceid's events")
     frigate.add_argument("--max-attempts", type=int, default=5, help="snapshots tried per Frigate object (default 5)")
     frigate.add_argument("--seconds", type=float, default=0, help=argparse.SUPPRESS)  # tests: end after this long
-    frigate.add_argument(
-        "--data-dir", default=None, help="store folder (default: $FACEID_DATA_DIR or a per-user folder)"
-    )
-    frigate.add_argument("--db", default=None, metavar="URL", help="database URL (default: SQLite in the data folder)")
+    add_store_location(frigate)
     frigate.add_argument("--json", action="store_true", help="print the run's counts as JSON at the end")
     frigate.set_defaults(handler=_cmd_frigate)

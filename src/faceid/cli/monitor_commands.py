@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 from types import FrameType
 from typing import Any
 
-from faceid.cli.common import EXIT_ERROR, CommandError, add_json_option
+from faceid.cli.common import EXIT_ERROR, CommandError, add_json_option, add_store_location
+from faceid.settings import current
 from faceid.thresholds import (
     MONITOR_CONNECT_ATTEMPTS,
     MONITOR_DETECT_FPS,
@@ -57,11 +57,11 @@ def _event_line(event: Any) -> str:
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
-    from faceid.monitor import Agent, AgentConfig
+    from faceid.monitor import Agent, AgentConfig, PipelineOptions
 
     if args.preview is not None and not 0 <= args.preview <= 65535:
         raise CommandError("--preview takes a TCP port (0-65535)")
-    api_key = args.api_key or (os.environ.get("FACEID_API_KEY") if args.server else None)
+    api_key = args.api_key or (current().api_key if args.server else None)
     if args.server and not api_key:
         raise CommandError("--server needs an API key: --api-key KEY or $FACEID_API_KEY")
     if args.api_key and not args.server:
@@ -89,14 +89,14 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         detector=args.detector,
         device=args.device,
         threads=args.threads,
-        options={
-            "detect_fps": args.detect_fps,
-            "embed_interval": args.embed_interval,
-            "max_embeddings": args.max_embeddings,
-            "unknown": args.unknown,
-            "realtime": args.realtime,
-            "max_seconds": args.max_seconds,
-        },
+        options=PipelineOptions(
+            detect_fps=args.detect_fps,
+            embed_interval=args.embed_interval,
+            max_embeddings=args.max_embeddings,
+            unknown=args.unknown,
+            realtime=args.realtime,
+            max_seconds=args.max_seconds,
+        ),
         output=args.output,
         preview_port=args.preview,
         preview_host=args.preview_host,
@@ -144,7 +144,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from faceid.models.runtime import DEVICE_PROVIDERS
     from faceid.monitor.pipeline import UNKNOWN_POLICIES
-    from faceid.vision.detect import DEFAULT_DETECTOR, DETECTORS
+    from faceid.vision.detect import DETECTORS, VIDEO_DETECTOR
 
     parser = subparsers.add_parser(
         "monitor",
@@ -158,8 +158,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_monitor)
 
     where = parser.add_argument_group("where events go")
-    where.add_argument("--data-dir", default=None, help="standalone: the store folder (default: $FACEID_DATA_DIR)")
-    where.add_argument("--db", default=None, help="standalone: database URL (default: $FACEID_DB or SQLite)")
+    add_store_location(where, when="standalone")
     where.add_argument("--server", default=None, metavar="URL", help="connected: the faceid server")
     where.add_argument("--api-key", default=None, metavar="KEY", help="connected: API key (or $FACEID_API_KEY)")
     where.add_argument("--state-dir", default=None, help="queue, cached gallery (default: DATA_DIR/monitor/CAMERA)")
@@ -197,7 +196,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     outputs.add_argument("--preview-host", default="127.0.0.1", help="preview address (0.0.0.0: every interface)")
 
     pipeline = parser.add_argument_group("pipeline")
-    pipeline.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR, help="face detector")
+    pipeline.add_argument("--detector", choices=sorted(DETECTORS), default=VIDEO_DETECTOR, help="face detector")
     pipeline.add_argument(
         "--device", choices=sorted(DEVICE_PROVIDERS), default="cpu", help="ONNX Runtime execution providers"
     )

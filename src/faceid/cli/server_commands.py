@@ -5,36 +5,29 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
-from faceid.cli.common import CommandError, add_json_option, print_json
+from faceid.cli.common import CommandError, add_json_option, add_store_location, echo, print_json
+from faceid.settings import current
 from faceid.thresholds import MAX_UPLOAD_BYTES
+
+if TYPE_CHECKING:
+    from faceid.store.accounts import Accounts
+    from faceid.store.database import Database
 
 log = logging.getLogger(__name__)
 
 
-def echo(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
-def _add_store_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir", default=None, help="store folder (default: $FACEID_DATA_DIR or a per-user folder)"
-    )
-    parser.add_argument(
-        "--db", default=None, metavar="URL", help="database URL, e.g. postgresql://user@host/db (default: SQLite)"
-    )
-
-
-def _accounts(args: argparse.Namespace) -> Any:
+def _accounts(args: argparse.Namespace) -> tuple[Database, Accounts]:
+    """The store's database (closed at the end of a ``with`` block) and its accounts; account work opens no store,
+    so loads no model."""
     from faceid.store.accounts import Accounts
-    from faceid.store.store import Store
+    from faceid.store.config import resolve_data_dir, resolve_database_url
+    from faceid.store.database import open_database
 
-    store = Store(args.data_dir, args.db, model_id="accounts-only")  # no model is loaded for account work
-    return store, Accounts(store.engine)
+    database = open_database(resolve_database_url(args.db, resolve_data_dir(args.data_dir)))
+    return database, Accounts(database)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -64,8 +57,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     logging.getLogger("faceid").setLevel(min(logging.getLogger("faceid").getEffectiveLevel(), logging.INFO))
     # The first admin is created here rather than by the app, so that its password is printed, not logged.
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         generated = accounts.ensure_admin(config.resolved_admin_password())
     app = create_app(config)
     services = app.state.services
@@ -93,8 +86,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_user_list(args: argparse.Namespace) -> int:
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         users = accounts.list_users()
     if args.json:
         print_json([u.to_dict() for u in users])
@@ -108,8 +101,9 @@ def _cmd_user_list(args: argparse.Namespace) -> int:
 def _password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
-    if os.environ.get("FACEID_NEW_PASSWORD"):
-        return os.environ["FACEID_NEW_PASSWORD"]
+    password = current().new_password
+    if password:
+        return password
     if not sys.stdin.isatty():
         raise CommandError("give the password with --password-stdin or FACEID_NEW_PASSWORD")
     first = getpass.getpass("New password: ")
@@ -119,16 +113,16 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def _cmd_user_add(args: argparse.Namespace) -> int:
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         user = accounts.create_user(args.username, _password(args), args.role)
     echo(f"created {user.username} ({user.role})")
     return 0
 
 
 def _cmd_user_password(args: argparse.Namespace) -> int:
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         user = accounts.find_user(args.username)
         if user is None:
             raise CommandError(f"no user named {args.username!r}")
@@ -138,8 +132,8 @@ def _cmd_user_password(args: argparse.Namespace) -> int:
 
 
 def _cmd_user_role(args: argparse.Namespace) -> int:
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         user = accounts.find_user(args.username)
         if user is None:
             raise CommandError(f"no user named {args.username!r}")
@@ -149,8 +143,8 @@ def _cmd_user_role(args: argparse.Namespace) -> int:
 
 
 def _cmd_user_remove(args: argparse.Namespace) -> int:
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         user = accounts.find_user(args.username)
         if user is None:
             raise CommandError(f"no user named {args.username!r}")
@@ -162,8 +156,8 @@ def _cmd_user_remove(args: argparse.Namespace) -> int:
 def _cmd_key_create(args: argparse.Namespace) -> int:
     from faceid.store.accounts import key_scopes
 
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         key = accounts.create_key(args.name, key_scopes(args.scope, args.preset))
     if args.json:
         print_json(key.to_dict())
@@ -174,8 +168,8 @@ def _cmd_key_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_key_list(args: argparse.Namespace) -> int:
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         keys = accounts.list_keys()
     if args.json:
         print_json([k.to_dict() for k in keys])
@@ -187,8 +181,8 @@ def _cmd_key_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_key_revoke(args: argparse.Namespace) -> int:
-    store, accounts = _accounts(args)
-    with store:
+    database, accounts = _accounts(args)
+    with database:
         key = accounts.revoke_key(args.key_id)
     echo(f"revoked {key.name}")
     return 0
@@ -201,7 +195,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser("serve", help="run the web app and REST API")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    _add_store_options(serve)
+    add_store_location(serve)
     serve.add_argument(
         "--detector",
         default=PHOTO_DETECTOR,
@@ -233,7 +227,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     user = subparsers.add_parser("user", help="manage the server's users")
     user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
     listing = user_sub.add_parser("list", help="list users")
-    _add_store_options(listing)
+    add_store_location(listing)
     add_json_option(listing)
     listing.set_defaults(handler=_cmd_user_list)
     for name, handler, help_text in (
@@ -244,7 +238,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ):
         parser = user_sub.add_parser(name, help=help_text)
         parser.add_argument("username")
-        _add_store_options(parser)
+        add_store_location(parser)
         if name in ("add", "role"):
             parser.add_argument(
                 "--role" if name == "add" else "role",
@@ -270,14 +264,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "what a camera or a connected monitor needs",
     )
     create.add_argument("--scope", action="append", choices=SCOPES, help="repeatable; added to --preset's")
-    _add_store_options(create)
+    add_store_location(create)
     add_json_option(create)
     create.set_defaults(handler=_cmd_key_create)
     key_list = key_sub.add_parser("list", help="list keys")
-    _add_store_options(key_list)
+    add_store_location(key_list)
     add_json_option(key_list)
     key_list.set_defaults(handler=_cmd_key_list)
     revoke = key_sub.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key_id", type=int)
-    _add_store_options(revoke)
+    add_store_location(revoke)
     revoke.set_defaults(handler=_cmd_key_revoke)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from faceid.cli.common import CommandError, add_json_option, print_json
+from faceid.cli.common import CommandError, add_json_option, add_store_location, echo, print_json, progress_wanted
+from faceid.settings import current
 from faceid.store.calibrate import DEFAULT_TARGET_FPIR, DEFAULT_TARGET_GALLERY
 from faceid.store.match import METHOD_COHORT, METHOD_DISTANCE
 from faceid.store.records import stranger_odds
@@ -18,17 +17,9 @@ from faceid.thresholds import COHORT_K
 METHODS = {"cohort": METHOD_COHORT, "distance": METHOD_DISTANCE}
 
 
-def echo(text: str = "") -> None:
-    """One line of human-readable output (``--json`` output goes through ``print_json``)."""
-    sys.stdout.write(text + "\n")
-
-
 def _add_store_options(parser: argparse.ArgumentParser, photos: bool = False) -> None:
     group = parser.add_argument_group("store")
-    group.add_argument("--data-dir", default=None, help="store folder (default: $FACEID_DATA_DIR or a per-user folder)")
-    group.add_argument(
-        "--db", default=None, help="database URL, e.g. postgresql://user@host/db (default: $FACEID_DB or SQLite)"
-    )
+    add_store_location(group)
     group.add_argument(
         "--index",
         choices=["auto", "exact", "approx", "pgvector"],
@@ -51,10 +42,6 @@ def _open(args: argparse.Namespace) -> Any:
 
         analyzer = analyzer_from_args(args)
     return Store(args.data_dir, args.db, analyzer=analyzer, index=args.index)
-
-
-def _progress(args: argparse.Namespace) -> bool:
-    return not getattr(args, "json", False) and not getattr(args, "quiet", False) and sys.stderr.isatty()
 
 
 def _metadata(pairs: list[str] | None) -> dict[str, Any] | None:
@@ -82,7 +69,7 @@ def _key(args: argparse.Namespace) -> bytes | None:
         if not path.is_file():
             raise CommandError(f"{path}: no such key file")
         return path.read_bytes().strip()
-    env = os.environ.get("FACEID_ARCHIVE_KEY")
+    env = current().archive_key
     return env.encode() if env else None
 
 
@@ -224,7 +211,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
             root,
             pick="largest" if args.largest else "one" if args.strict else "subject",
             max_photos=args.max_photos,
-            progress=_progress(args),
+            progress=progress_wanted(args),
         )
     if args.json:
         print_json(report.to_dict())
@@ -288,7 +275,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from faceid.store.archive import export_archive
 
     with _open(args) as store:
-        summary = export_archive(store, args.archive, key=_key(args), progress=_progress(args))
+        summary = export_archive(store, args.archive, key=_key(args), progress=progress_wanted(args))
     if args.json:
         print_json(summary)
     else:
@@ -302,7 +289,7 @@ def _cmd_import_archive(args: argparse.Namespace) -> int:
 
     with _open(args) as store:
         report = import_archive(
-            store, args.archive, key=_key(args), skip_existing=args.skip_existing, progress=_progress(args)
+            store, args.archive, key=_key(args), skip_existing=args.skip_existing, progress=progress_wanted(args)
         )
     if args.json:
         print_json(report.to_dict())
@@ -384,7 +371,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                 method=METHODS[args.method],
                 target_fpir=args.target_fpir,
                 gallery_size=args.gallery_size,
-                progress=_progress(args),
+                progress=progress_wanted(args),
             )
         else:
             calibration = calibrate_from_folder(
@@ -393,7 +380,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                 method=METHODS[args.method],
                 target_fpir=args.target_fpir,
                 gallery_size=args.gallery_size,
-                progress=_progress(args),
+                progress=progress_wanted(args),
             )
         if not args.dry_run:
             store.save_calibration(calibration)

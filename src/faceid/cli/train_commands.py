@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from faceid.cli.common import CommandError, add_json_option, print_json
+from faceid.cli.common import CommandError, add_json_option, add_store_location, print_json, progress_wanted
 from faceid.thresholds import (
     FINETUNE_PEOPLE_PER_BATCH,
     FINETUNE_PHOTOS_PER_PERSON,
@@ -21,13 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("store")
-    group.add_argument("--data-dir", default=None, help="store folder (default: $FACEID_DATA_DIR or a per-user folder)")
-    group.add_argument("--db", default=None, help="database URL (default: $FACEID_DB or SQLite in the data folder)")
-
-
-def _progress(args: argparse.Namespace) -> bool:
-    return not getattr(args, "json", False) and not getattr(args, "quiet", False) and sys.stderr.isatty()
+    add_store_location(parser.add_argument_group("store"))
 
 
 def _open_versions(args: argparse.Namespace, device: str = "cpu") -> Any:
@@ -126,10 +120,17 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         require_torch()
     except ModelUnavailableError as error:
         raise CommandError(str(error)) from None
-    from faceid.train.finetune import FinetuneOptions, read_run_file, resolve_device, run_finetune, write_run_file
+    from faceid.train.finetune import (
+        FinetuneOptions,
+        read_run_file,
+        register_finetune,
+        resolve_device,
+        run_finetune,
+        write_run_file,
+    )
 
     started = time.monotonic()
-    progress = _progress(args)
+    progress = progress_wanted(args)
     saved: dict[str, Any] | None = None
     if args.resume:
         run_dir = Path(args.resume)
@@ -171,16 +172,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
             return 130
         version = None
         if not args.no_register:
-            version = store.register_version(result.model_path, parent=parent, report=result.report, scale=result.scale)
-            result.report["version"] = version.model_id
-            result.report["store_calibration"] = store.calibrate_like_parent(
-                version.model_id, result.heldout_people, result.heldout_embeddings
-            )
-            from faceid.train.report import save_report
-
-            result.report_paths = save_report(result.report, run_dir)
-            if args.activate:
-                store.activate(version.model_id, progress=progress)
+            version = register_finetune(store, result, parent, activate=args.activate, progress=progress)
     elapsed = time.monotonic() - started
     if args.json:
         print_json({**result.report, "seconds": elapsed, "activated": bool(version and args.activate)})
@@ -240,7 +232,7 @@ def _cmd_versions_show(args: argparse.Namespace) -> int:
 
 def _cmd_versions_activate(args: argparse.Namespace) -> int:
     with _open_versions(args, args.device) as store:
-        outcome = store.activate(args.version, progress=_progress(args))
+        outcome = store.activate(args.version, progress=progress_wanted(args))
     if args.json:
         print_json(outcome)
     else:
@@ -253,7 +245,7 @@ def _cmd_versions_activate(args: argparse.Namespace) -> int:
 
 def _cmd_versions_rollback(args: argparse.Namespace) -> int:
     with _open_versions(args) as store:
-        outcome = store.rollback(progress=_progress(args))
+        outcome = store.rollback(progress=progress_wanted(args))
     if args.json:
         print_json(outcome)
     else:

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from faceid.cli.common import CommandError, add_json_option, print_json
+from faceid.cli.common import CommandError, add_json_option, add_store_location, print_json
 from faceid.errors import NoFaceError
 from faceid.thresholds import DLIB_DISTANCE_THRESHOLD, SFACE_FUSED_THRESHOLD
 from faceid.vision.analyzer import Analyzer, distance
-from faceid.vision.detect import DETECTORS, PHOTO_DETECTOR, PHOTO_MIRROR
+from faceid.vision.detect import DETECTORS, PHOTO_DETECTOR, PHOTO_MIRROR, PHOTO_SECOND_OPINION
 from faceid.vision.types import Face
 
 
@@ -39,10 +39,36 @@ def add_analyzer_options(parser: argparse.ArgumentParser) -> None:
         "through PyTorch on the GPU where a CUDA build of torch is installed)",
     )
     group.add_argument("--threads", type=int, default=None, help="threads per model (default: all cores)")
+    group.add_argument(
+        "--second-opinion",
+        choices=["none", "sface"],
+        default=PHOTO_SECOND_OPINION or "none",
+        help="fuse dlib's descriptor with a second network's (sface: OpenCV Zoo's SFace, from `faceid models "
+        f"fetch`; default {PHOTO_SECOND_OPINION or 'none'})",
+    )
+
+
+def second_opinion(args: argparse.Namespace) -> str | None:
+    value = getattr(args, "second_opinion", None)
+    return None if value in (None, "none") else str(value)
 
 
 def analyzer_from_args(args: argparse.Namespace) -> Analyzer:
-    return Analyzer(args.detector, upsample=args.upsample, mirror=args.mirror, device=args.device, threads=args.threads)
+    return Analyzer(
+        args.detector,
+        upsample=args.upsample,
+        mirror=args.mirror,
+        device=args.device,
+        threads=args.threads,
+        second_opinion=second_opinion(args),
+    )
+
+
+def same_person_threshold(args: argparse.Namespace) -> float:
+    """The threshold asked for, or the one of the descriptor the options give."""
+    if args.threshold is not None:
+        return float(args.threshold)
+    return SFACE_FUSED_THRESHOLD if second_opinion(args) == "sface" else DLIB_DISTANCE_THRESHOLD
 
 
 def face_record(face: Face, with_embedding: bool = False) -> dict[str, Any]:
@@ -58,7 +84,7 @@ def face_record(face: Face, with_embedding: bool = False) -> dict[str, Any]:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     analyzer = analyzer_from_args(args)
-    results = []
+    results: list[dict[str, Any]] = []
     for image in args.images:
         faces = analyzer.analyze(image) if args.landmarks else None
         if faces is not None:
@@ -82,7 +108,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 def _cmd_embed(args: argparse.Namespace) -> int:
     analyzer = analyzer_from_args(args)
-    results = []
+    results: list[dict[str, Any]] = []
     for image in args.images:
         faces = analyzer.analyze(image)
         records = [face_record(f, with_embedding=True) for f in faces]
@@ -94,7 +120,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
             print(f"{result['image']}: {len(result['faces'])} face(s), model {result['model']}")
             for i, face in enumerate(result["faces"]):
                 head = " ".join(f"{v:+.3f}" for v in face["embedding"][:6])
-                print(f"  #{i}: [{head} ...] (128 values; --json for all)")
+                print(f"  #{i}: [{head} ...] ({len(face['embedding'])} values; --json for all)")
     return 0
 
 
@@ -109,6 +135,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     analyzer = analyzer_from_args(args)
     first, second = largest_face(analyzer, args.image1), largest_face(analyzer, args.image2)
     dist = float(distance(first.embedding, second.embedding))
+    args.threshold = same_person_threshold(args)
     same = dist < args.threshold
     result = {
         "image1": args.image1,
@@ -135,19 +162,9 @@ def _cmd_eval_pairs(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise CommandError(f"{root}: no such folder")
     analyzer = analyzer_from_args(args)
-    if args.second_opinion != "none":
-        if args.model:
-            raise CommandError("--second-opinion works with dlib's descriptor only, not with --model")
-        analyzer = Analyzer(
-            args.detector,
-            upsample=args.upsample,
-            mirror=args.mirror,
-            device=args.device,
-            threads=args.threads,
-            second_opinion=args.second_opinion,
-        )
-    if args.threshold is None:
-        args.threshold = SFACE_FUSED_THRESHOLD if args.second_opinion == "sface" else DLIB_DISTANCE_THRESHOLD
+    if args.model:
+        analyzer = analyzer_from_args(argparse.Namespace(**{**vars(args), "second_opinion": "none"}))
+    args.threshold = same_person_threshold(args)
     if args.model:
         from faceid.store.versions import analyzer_for_model
 
@@ -199,7 +216,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_json_option(detect)
     detect.set_defaults(handler=_cmd_detect)
 
-    embed = subparsers.add_parser("embed", help="128-D descriptor of each face in images")
+    embed = subparsers.add_parser("embed", help="the descriptor of each face in images")
     embed.add_argument("images", nargs="+", metavar="IMG")
     add_analyzer_options(embed)
     add_json_option(embed)
@@ -208,7 +225,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify = subparsers.add_parser("verify", help="are the largest faces of two images the same person?")
     verify.add_argument("image1", metavar="IMG1")
     verify.add_argument("image2", metavar="IMG2")
-    verify.add_argument("--threshold", type=float, default=DLIB_DISTANCE_THRESHOLD, help="same person below this")
+    verify.add_argument(
+        "--threshold", type=float, default=None, help="same person below this (default: the descriptor's own)"
+    )
     add_analyzer_options(verify)
     add_json_option(verify)
     verify.set_defaults(handler=_cmd_verify)
@@ -224,14 +243,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pairs.add_argument("--no-cache", action="store_true", help="recompute every embedding")
     pairs.add_argument("--quiet", action="store_true", help="no progress bar")
     pairs.add_argument("--model", metavar="VERSION", help="a model version stored by faceid finetune (default: dlib's)")
-    pairs.add_argument("--data-dir", default=None, help="with --model: the store holding it")
-    pairs.add_argument("--db", default=None, help="with --model: the store's database URL")
-    pairs.add_argument(
-        "--second-opinion",
-        choices=["none", "sface"],
-        default="none",
-        help="fuse dlib's descriptor with a second network's (sface: OpenCV Zoo's SFace, from `faceid models fetch`)",
-    )
+    add_store_location(pairs, when="with --model, the store holding it")
     add_analyzer_options(pairs)
     add_json_option(pairs)
     pairs.set_defaults(handler=_cmd_eval_pairs)

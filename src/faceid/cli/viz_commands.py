@@ -5,19 +5,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
-from faceid.cli.common import CommandError, add_json_option, print_json
-
-
-def echo(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-
-
-def _progress(args: argparse.Namespace) -> bool:
-    return not getattr(args, "json", False) and not getattr(args, "quiet", False) and sys.stderr.isatty()
-
+from faceid.cli.common import CommandError, add_json_option, echo, print_json, progress_wanted
 
 # -- faceid viz ----------------------------------------------------------------------------------------------
 
@@ -44,7 +34,7 @@ def _cmd_viz(args: argparse.Namespace) -> int:
             pairs_file=pairs,
             root=root,
             seed=args.seed,
-            progress=_progress(args),
+            progress=progress_wanted(args),
         )
         if args.compare:
             before, after = args.compare
@@ -56,7 +46,7 @@ def _cmd_viz(args: argparse.Namespace) -> int:
                 method=args.method,
                 max_faces=args.max_faces,
                 seed=args.seed,
-                progress=_progress(args),
+                progress=progress_wanted(args),
             )
             summary["files"] += summary["finetune"]["files"]
     if args.json:
@@ -115,7 +105,7 @@ def _cmd_bench_runtimes(args: argparse.Namespace) -> int:
         accuracy=not args.no_accuracy,
         threads=args.threads,
         use_cache=not args.no_cache,
-        progress=_progress(args),
+        progress=progress_wanted(args),
     )
     written = None
     if args.write_int8:

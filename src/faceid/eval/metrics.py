@@ -46,7 +46,8 @@ def roc_curve(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.n
 
 def roc_auc(distances: np.ndarray, same: np.ndarray) -> float:
     far, tar, _ = roc_curve(distances, same)
-    return float(np.trapezoid(tar, far)) if hasattr(np, "trapezoid") else float(np.trapz(tar, far))
+    # The trapezoid rule written out: numpy renamed trapz to trapezoid in 2.0 and the oldest supported numpy is 1.24.
+    return float(np.sum(np.diff(far) * (tar[1:] + tar[:-1]) / 2.0))
 
 
 def tar_at_far(distances: np.ndarray, same: np.ndarray, far_target: float) -> tuple[float, float]:

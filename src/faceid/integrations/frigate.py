@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from faceid.errors import BadInputError, FaceidError
+from faceid.integrations.mqtt import new_client
 from faceid.integrations.settings import MqttTarget
 from faceid.store import Identification, Store
 
@@ -223,25 +224,12 @@ class FrigateListener:
     def __init__(self, bridge: FrigateBridge, target: MqttTarget) -> None:
         import queue
 
-        import paho.mqtt.client as mqtt
-
         self.bridge = bridge
         self.target = target
         self.topic = f"{target.prefix}/events"
         self._inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=10_000)
         self.connected = threading.Event()
-        self.client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=target.client_id or "faceid-frigate",
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
-        )
-        if target.username:
-            self.client.username_pw_set(target.username, target.password)
-        if target.tls:
-            import ssl
-
-            self.client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        self.client = new_client(target, "faceid-frigate")
         self.client.reconnect_delay_set(1, 30)
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda _c, _u, message: self._inbox.put(bytes(message.payload))

@@ -46,6 +46,24 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 KEEPALIVE_S = 30
 
 
+def new_client(target: MqttTarget, default_client_id: str) -> Any:
+    """A paho client for ``target`` (MQTT 3.1.1, clean session, its credentials and TLS); will, reconnect delays
+    and callbacks are the caller's."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        client_id=target.client_id or default_client_id,
+        protocol=mqtt.MQTTv311,
+        clean_session=True,
+    )
+    if target.username:
+        client.username_pw_set(target.username, target.password)
+    if target.tls:
+        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+    return client
+
+
 class Topics:
     def __init__(self, target: MqttTarget) -> None:
         self.prefix = target.prefix
@@ -163,8 +181,6 @@ class MqttPublisher:
         queue: DurableQueue,
         directory: Callable[[], tuple[list[tuple[int, str]], list[str]]] | None = None,
     ) -> None:
-        import paho.mqtt.client as mqtt
-
         self.target = target
         self.settings = settings
         self.queue = queue
@@ -189,17 +205,7 @@ class MqttPublisher:
         self._cameras: set[str] = set()
         self._off_at: dict[str, float] = {}  # binary sensor state topic -> when it goes off
 
-        client_id = target.client_id or f"faceid-{self.topics.node}"
-        self.client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
-        )
-        if target.username:
-            self.client.username_pw_set(target.username, target.password)
-        if target.tls:
-            self.client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        self.client = new_client(target, f"faceid-{self.topics.node}")
         self.client.will_set(self.topics.status, OFFLINE, qos=1, retain=True)
         self.client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         self.client.max_inflight_messages_set(WINDOW)

@@ -26,16 +26,8 @@ WATCH_S = 5.0
 
 def store_directory(store: Store) -> tuple[list[tuple[int, str]], list[str]]:
     """Everyone enrolled, and every camera that has recorded an event: what Home Assistant is told about."""
-    from sqlalchemy import select
-
-    from faceid.store.schema import Event
-
     people = [(p.id, p.name) for p in store.list_people()]
-    with store.engine.connect() as connection:
-        cameras = [
-            str(s) for (s,) in connection.execute(select(Event.source).where(Event.source.is_not(None)).distinct())
-        ]
-    return people, cameras
+    return people, store.cameras()
 
 
 class Integrations:

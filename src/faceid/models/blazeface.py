@@ -151,7 +151,8 @@ def _import_converter() -> ModuleType:
         import tflite2onnx
     except ImportError as error:
         raise ModelUnavailableError(
-            f"converting BlazeFace to ONNX needs tflite2onnx at set-up time: pip install {CONVERTER_REQUIREMENT}"
+            "converting BlazeFace to ONNX needs tflite2onnx at set-up time: pip install 'faceid[setup]' "
+            f"({CONVERTER_REQUIREMENT}), or copy a models folder fetched elsewhere"
         ) from error
     return tflite2onnx
 

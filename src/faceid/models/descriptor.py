@@ -66,7 +66,7 @@ def build_descriptor_onnx(network: DlibNetwork) -> onnx.ModelProto:
     x = g.op("Cast", [chips], to=FLOAT)
     x = g.op("Transpose", [x], perm=[0, 3, 1, 2])
     mean = np.array(info.mean_rgb, np.float32).reshape(1, 3, 1, 1)
-    x = g.op("Mul", [g.op("Sub", [x, g.constant(mean, "mean")]), g.constant(np.float32(1 / 256), "scale")])
+    x = g.op("Mul", [g.op("Sub", [x, g.constant(mean, "mean")]), g.constant(np.array(1 / 256, np.float32), "scale")])
 
     shape = (3, CHIP_SIZE, CHIP_SIZE)
     layers = network.layers
@@ -81,7 +81,8 @@ def build_descriptor_onnx(network: DlibNetwork) -> onnx.ModelProto:
             if at_block_boundary:
                 block_input = (x, shape)
                 at_block_boundary = False
-            affine = layers[i + 1] if i + 1 < len(layers) and isinstance(layers[i + 1], Affine) else None
+            following = layers[i + 1] if i + 1 < len(layers) else None
+            affine = following if isinstance(following, Affine) else None
             x = g.conv(x, layer, affine)
             out_channels, _, kh, kw = layer.weight.shape
             shape = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import onnx
@@ -30,7 +31,7 @@ class GraphBuilder:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], prefix: str | None = None, **attrs: object) -> str:
+    def op(self, op_type: str, inputs: list[str], prefix: str | None = None, **attrs: Any) -> str:
         output = self.fresh(prefix or op_type.lower())
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attrs))
         return output

@@ -22,6 +22,7 @@ import onnx
 
 from faceid.errors import ModelFileError, ModelUnavailableError
 from faceid.paths import cache_dir
+from faceid.settings import current
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,9 @@ def sha256_of(path: Path) -> str:
 
 def _dlib_model_dirs() -> list[Path]:
     dirs: list[Path] = []
-    override = os.environ.get("FACEID_DLIB_MODELS")
+    override = current().dlib_models
     if override:
-        dirs.append(Path(override))
+        dirs.append(override)
     for package in _PACKAGES:
         spec = importlib.util.find_spec(package)
         if spec is not None and spec.submodule_search_locations:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from faceid.settings import current
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,8 @@ class InferenceSession(Protocol):
 
 
 def default_threads() -> int:
-    env = os.environ.get("FACEID_THREADS")
-    return int(env) if env else 0  # 0 lets ONNX Runtime use every physical core
+    threads = current().threads
+    return threads if threads is not None else 0  # 0 lets ONNX Runtime use every physical core
 
 
 class OnnxSession:

@@ -12,7 +12,7 @@ It uses the vision core and the store, and talks to the server over HTTP only.
 
 from faceid.monitor.agent import Agent, AgentConfig, AgentResult
 from faceid.monitor.events import MonitorEvent
-from faceid.monitor.pipeline import Monitor, MonitorOptions, MonitorStats
+from faceid.monitor.pipeline import Monitor, MonitorOptions, MonitorStats, PipelineOptions
 from faceid.monitor.sources import SourceError, SourceUnavailableError, open_source
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "MonitorEvent",
     "MonitorOptions",
     "MonitorStats",
+    "PipelineOptions",
     "SourceError",
     "SourceUnavailableError",
     "open_source",

@@ -21,7 +21,7 @@ from typing import Any
 
 from faceid.errors import BadInputError
 from faceid.monitor.events import MonitorEvent
-from faceid.monitor.pipeline import Monitor, MonitorOptions, MonitorStats
+from faceid.monitor.pipeline import Monitor, MonitorOptions, MonitorStats, PipelineOptions
 from faceid.monitor.recognize import Recognizer, StoreRecognizer
 from faceid.monitor.sinks import CallbackSink, OutboxSink, StoreSink
 from faceid.monitor.sources import Backoff, open_source, parse_source
@@ -31,6 +31,7 @@ from faceid.thresholds import (
     MONITOR_UPLOAD_BACKOFF_INITIAL_SECONDS,
     MONITOR_UPLOAD_BACKOFF_MAX_SECONDS,
 )
+from faceid.vision.detect import VIDEO_DETECTOR
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,10 @@ class AgentConfig:
     state_dir: str | os.PathLike[str] | None = None
     server: str | None = None
     api_key: str | None = None
-    detector: str = "fast"
+    detector: str = VIDEO_DETECTOR
     device: str = "cpu"
     threads: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # MonitorOptions fields besides the camera
+    options: PipelineOptions = field(default_factory=PipelineOptions)
     output: str | os.PathLike[str] | None = None
     preview_port: int | None = None
     preview_host: str = "127.0.0.1"
@@ -149,7 +150,7 @@ class Agent:
         from faceid.vision.analyzer import Analyzer
 
         config = self.config
-        options = MonitorOptions(camera=self.camera, **config.options)
+        options = MonitorOptions.for_camera(self.camera, config.options)
         # Detection (main loop) and descriptors (worker) run side by side, one thread each: more threads
         # per model would only fight over the same cores.
         threads = config.threads if config.threads is not None else 1

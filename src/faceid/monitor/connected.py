@@ -127,10 +127,33 @@ class GallerySync:
         cached = self._analyzers.get(model_id)
         if cached is not None:
             return cached
+        from faceid.store.versions import fused_embedder
+        from faceid.vision.sface import split_fused_id
+
+        base = self.analyzer
+        try:
+            fused = split_fused_id(model_id)
+        except ValueError as error:
+            raise BadInputError(f"the server's model cannot be computed here: {error}") from None
+        if fused is None:
+            embedder = self._embedder_for(model_id)
+        else:  # dlib's part (built in or a fetched fine-tune) with SFace, installed with faceid
+            primary = self._embedder_for(fused[0])
+            embedder = fused_embedder(primary, fused[1], base.threads, base.mirror, base.device)
+        analyzer = base.with_embedder(embedder)
+        self._analyzers[model_id] = analyzer
+        return analyzer
+
+    def _embedder_for(self, model_id: str) -> Any:
+        """dlib's built-in descriptor, or a fine-tuned version's fetched from the server (checked by its id)."""
         import hashlib
 
         from faceid.store.versions import version_embedder
+        from faceid.vision.embed import DESCRIPTOR_MODEL_ID, descriptor_onnx_path
 
+        base = self.analyzer
+        if model_id == DESCRIPTOR_MODEL_ID:
+            return version_embedder(descriptor_onnx_path(), model_id, base.threads, base.mirror, base.device)
         if not model_id.startswith("ft-"):
             raise BadInputError(f"the server's model {model_id!r} is not one this agent can fetch or compute")
         path = self.cache_path.parent / "models" / f"{model_id}.onnx"
@@ -145,10 +168,7 @@ class GallerySync:
             temporary.write_bytes(answer.body)
             os.replace(temporary, path)
             log.info("fetched model version %s from the server (%d bytes)", model_id, len(answer.body))
-        base = self.analyzer
-        analyzer = base.with_embedder(version_embedder(str(path), model_id, base.threads, base.mirror, base.device))
-        self._analyzers[model_id] = analyzer
-        return analyzer
+        return version_embedder(str(path), model_id, base.threads, base.mirror, base.device)
 
     def _install(self, payload: dict[str, Any]) -> None:
         model_id = str(payload.get("model_id"))

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -72,8 +72,10 @@ class FrameOutput(Protocol):
 
 
 @dataclass
-class MonitorOptions:
-    camera: str
+class PipelineOptions:
+    """How the loop detects, tracks, embeds and reports: what a caller tunes (``faceid monitor``'s options).
+    The agent adds the camera to make :class:`MonitorOptions`."""
+
     detect_fps: float = MONITOR_DETECT_FPS  # detector runs per second of video; 0: every frame
     embed_interval: float = MONITOR_EMBED_INTERVAL_SECONDS
     max_embeddings: int = MONITOR_MAX_EMBEDDINGS_PER_TRACK
@@ -87,8 +89,23 @@ class MonitorOptions:
     def __post_init__(self) -> None:
         if self.unknown not in UNKNOWN_POLICIES:
             raise ValueError(f"unknown-face policy must be one of {', '.join(UNKNOWN_POLICIES)}")
+
+
+@dataclass(kw_only=True)
+class MonitorOptions(PipelineOptions):
+    """The pipeline's options for one camera."""
+
+    camera: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.camera or len(self.camera) > 200:
             raise ValueError("the camera id must be 1-200 characters")
+
+    @classmethod
+    def for_camera(cls, camera: str, options: PipelineOptions | None = None) -> MonitorOptions:
+        base = options if options is not None else PipelineOptions()
+        return cls(camera=camera, **{f.name: getattr(base, f.name) for f in fields(PipelineOptions)})
 
 
 @dataclass

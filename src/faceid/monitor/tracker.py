@@ -24,6 +24,7 @@ from faceid.thresholds import (
     MONITOR_TRACK_MIN_HITS,
     MONITOR_TRACK_MIN_IOU,
 )
+from faceid.vision.boxes import iou
 from faceid.vision.types import Detection
 
 VELOCITY_SMOOTHING = 0.5  # weight of the newest displacement in the running velocity
@@ -57,20 +58,12 @@ class Track:
         return self.last_time - self.first_time
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter_w = max(0.0, float(min(a[2], b[2]) - max(a[0], b[0])))
-    inter_h = max(0.0, float(min(a[3], b[3]) - max(a[1], b[1])))
-    inter = inter_w * inter_h
-    union = float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def similarity(predicted: np.ndarray, box: np.ndarray, min_iou: float, max_shift: float) -> float:
     """How well a detection continues a track: its overlap with the prediction, or, for a small fast face
     that overlaps too little, a lower score that falls with the shift of its centre (in face sizes)."""
-    iou = _iou(predicted, box)
-    if iou >= min_iou:
-        return iou
+    overlap = iou(predicted, box)
+    if overlap >= min_iou:
+        return overlap
     side_a = float(np.sqrt(max((predicted[2] - predicted[0]) * (predicted[3] - predicted[1]), 1e-6)))
     side_b = float(np.sqrt(max((box[2] - box[0]) * (box[3] - box[1]), 1e-6)))
     if not 1 / MAX_SIZE_CHANGE <= side_a / side_b <= MAX_SIZE_CHANGE:

@@ -221,30 +221,9 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray((a * b).sum(1) / norms)
 
 
-def run_runtime_benchmark(
-    root: str | Path,
-    pairs_file: str | Path | None = None,
-    *,
-    backends: Sequence[str] | None = None,
-    detectors: Sequence[str] = DEFAULT_DETECTORS,
-    chips: int = 64,
-    detector_images: int = 16,
-    repeats: int = 5,
-    singles_per_repeat: int = 8,
-    calibration: int = 128,
-    pairs_limit: int | None = None,
-    accuracy: bool = True,
-    threads: int | None = None,
-    use_cache: bool = True,
-    progress: bool = True,
-) -> RuntimeReport:
-    """Measure every backend named in ``backends`` (default: all default ones) on images under ``root``
-    (``ROOT/<person>/<photos>``, faces-dev layout); ``pairs_file`` (LFW format) adds the accuracy columns, unless
-    ``accuracy`` is False (its photos are then only kept out of the int8 calibration set, so that both runs
-    measure the same int8 models)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise BadInputError(f"{root}: no such folder")
+def _choose_backends(backends: Sequence[str] | None) -> list[Backend]:
+    """The backends named (default: the default ones), always with the anchor, which every difference is taken
+    against."""
     chosen = [b for b in BACKENDS if (b.key in backends if backends else b.default)]
     unknown = set(backends or ()) - {b.key for b in BACKENDS}
     if unknown:
@@ -252,10 +231,36 @@ def run_runtime_benchmark(
             f"unknown backend(s) {', '.join(sorted(unknown))}; choose from {', '.join(b.key for b in BACKENDS)}"
         )
     if not any(b.key == ANCHOR for b in chosen):
-        chosen.insert(0, next(b for b in BACKENDS if b.key == ANCHOR))  # every difference is taken against it
-    load_before = _load_average()
-    analyzer = Analyzer(threads=threads)
+        chosen.insert(0, next(b for b in BACKENDS if b.key == ANCHOR))
+    return chosen
 
+
+@dataclass
+class _Inputs:
+    """What every backend is given: the same chips, images and pairs."""
+
+    pairs: list[Pair]
+    pair_images: list[str]
+    timing_chips: np.ndarray
+    calibration_chips: np.ndarray
+    test_chips: np.ndarray | None  # one per pair image; None without pairs
+    detect_images: list[np.ndarray]
+
+
+def _prepare_inputs(
+    analyzer: Analyzer,
+    root: Path,
+    pairs_file: str | Path | None,
+    *,
+    chips: int,
+    detector_images: int,
+    calibration: int,
+    pairs_limit: int | None,
+    accuracy: bool,
+    use_cache: bool,
+    progress: bool,
+) -> _Inputs:
+    """Step 1, prepare: the timing chips and images, the int8 calibration chips and the pairs' chips."""
     all_images = sorted(p for p in root.glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not all_images:
         raise BadInputError(f"{root}: no photos in ROOT/<person>/")
@@ -278,44 +283,55 @@ def run_runtime_benchmark(
         analyzer, spread(outside, calibration * 2, offset=1), calibration, progress, "calibration chips"
     )
     test_chips = pair_chips(analyzer, root, pair_images, use_cache, progress) if pair_images else None
-    detect_images = timing_images[:detector_images]
+    return _Inputs(pairs, pair_images, timing_chips, calibration_chips, test_chips, timing_images[:detector_images])
 
-    live: list[_Live] = []
-    for backend in chosen:
-        result = BackendResult(backend.key, backend.label, "ok")
-        entry = _Live(backend, result)
-        live.append(entry)
+
+def _batch_of(chips: np.ndarray) -> np.ndarray:
+    return np.resize(chips, (THROUGHPUT_BATCH, *chips.shape[1:]))
+
+
+def _load_backend(backend: Backend, detectors: Sequence[str], threads: int | None, inputs: _Inputs) -> _Live:
+    """Step 2, load: one backend's descriptor runner (quantizing first for int8) and its detectors, warmed up.
+    A backend that cannot load is returned with its status and note set and no runner."""
+    result = BackendResult(backend.key, backend.label, "ok")
+    entry = _Live(backend, result)
+    try:
+        if backend.is_int8:
+            from faceid.runtimes.quantize import quantized_descriptor_path
+
+            assert backend.quant_format is not None
+            result.model_file = str(
+                quantized_descriptor_path(backend.quant_format, inputs.calibration_chips, keep_float=backend.keep_float)
+            )
+        entry.run = descriptor_runner(backend, threads, inputs.calibration_chips if backend.is_int8 else None)
+        # Warm-up: first calls allocate, pick kernels, build engines (TensorRT: minutes).
+        entry.run(inputs.timing_chips[:1])
+        entry.run(_batch_of(inputs.timing_chips))
+    except FaceidError as error:
+        result.status, result.note = ("skipped" if "not available here" in str(error) else "failed"), str(error)
+        entry.run = None
+        return entry
+    except Exception as error:  # a backend that breaks must not take the whole table with it
+        log.exception("%s failed", backend.label)
+        result.status, result.note = "failed", f"{type(error).__name__}: {error}"
+        entry.run = None
+        return entry
+    for name in detectors if backend.runs_detectors else ():
         try:
-            if backend.is_int8:
-                from faceid.runtimes.quantize import quantized_descriptor_path
+            detector = detector_for(backend, name, threads)
+            detector.detect(inputs.detect_images[0])
+            entry.detectors[name] = detector
+        except Exception as error:  # reported in its cell; the descriptor row still stands
+            result.detector_notes[name] = f"{type(error).__name__}: {error}"
+    return entry
 
-                assert backend.quant_format is not None
-                result.model_file = str(
-                    quantized_descriptor_path(backend.quant_format, calibration_chips, keep_float=backend.keep_float)
-                )
-            entry.run = descriptor_runner(backend, threads, calibration_chips if backend.is_int8 else None)
-            # Warm-up: first calls allocate, pick kernels, build engines (TensorRT: minutes).
-            entry.run(timing_chips[:1])
-            entry.run(np.resize(timing_chips, (THROUGHPUT_BATCH, *timing_chips.shape[1:])))
-        except FaceidError as error:
-            result.status, result.note = ("skipped" if "not available here" in str(error) else "failed"), str(error)
-            entry.run = None
-            continue
-        except Exception as error:  # a backend that breaks must not take the whole table with it
-            log.exception("%s failed", backend.label)
-            result.status, result.note = "failed", f"{type(error).__name__}: {error}"
-            entry.run = None
-            continue
-        for name in detectors if backend.runs_detectors else ():
-            try:
-                detector = detector_for(backend, name, threads)
-                detector.detect(detect_images[0])
-                entry.detectors[name] = detector
-            except Exception as error:  # reported in its cell; the descriptor row still stands
-                result.detector_notes[name] = f"{type(error).__name__}: {error}"
 
-    running = [e for e in live if e.run is not None]
-    batch = np.resize(timing_chips, (THROUGHPUT_BATCH, *timing_chips.shape[1:]))
+def _time_backends(
+    running: Sequence[_Live], inputs: _Inputs, repeats: int, singles_per_repeat: int, progress: bool
+) -> None:
+    """Step 3, time: interleaved repeats, every backend once per repeat, into each entry's raw timings."""
+    timing_chips, detect_images = inputs.timing_chips, inputs.detect_images
+    batch = _batch_of(timing_chips)
     steps = repeats * len(running)
     with tqdm(total=steps, desc="timing", unit="run", disable=not progress, leave=False) as bar:
         for repeat in range(repeats):
@@ -331,8 +347,13 @@ def run_runtime_benchmark(
                     entry.detect.setdefault(name, []).append(_timed(detector.detect, image))
                 bar.update(1)
 
+
+def _compare_backends(live: Sequence[_Live], inputs: _Inputs, detectors: Sequence[str], progress: bool) -> None:
+    """Step 4, compare: each running backend's result row from its timings, its descriptors against the
+    anchor's, its pairs accuracy, and whether an int8 row is offered."""
+    running = [e for e in live if e.run is not None]
     anchor = next(e for e in live if e.backend.key == ANCHOR)
-    compare_chips = test_chips if test_chips is not None else timing_chips
+    compare_chips = inputs.test_chips if inputs.test_chips is not None else inputs.timing_chips
     reference: np.ndarray | None = None
     outputs: dict[str, np.ndarray] = {}
     for entry in running:
@@ -341,9 +362,10 @@ def run_runtime_benchmark(
     if anchor.run is not None:
         reference = outputs[ANCHOR]
 
+    pairs = inputs.pairs
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
-    index = {rel: i for i, rel in enumerate(pair_images)}
+    index = {rel: i for i, rel in enumerate(inputs.pair_images)}
     first = np.array([index[p.first] for p in pairs], np.int64)
     second = np.array([index[p.second] for p in pairs], np.int64)
     for entry in running:
@@ -370,18 +392,64 @@ def run_runtime_benchmark(
     for entry in running:
         if entry.backend.is_int8 and fp32 is not None and entry.result.accuracy is not None:
             entry.result.offered = fp32 - entry.result.accuracy <= INT8_MAX_ACCURACY_LOSS + 1e-12
-    shapes = sorted({f"{im.shape[1]}x{im.shape[0]}" for im in detect_images})
+
+
+def run_runtime_benchmark(
+    root: str | Path,
+    pairs_file: str | Path | None = None,
+    *,
+    backends: Sequence[str] | None = None,
+    detectors: Sequence[str] = DEFAULT_DETECTORS,
+    chips: int = 64,
+    detector_images: int = 16,
+    repeats: int = 5,
+    singles_per_repeat: int = 8,
+    calibration: int = 128,
+    pairs_limit: int | None = None,
+    accuracy: bool = True,
+    threads: int | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> RuntimeReport:
+    """Measure every backend named in ``backends`` (default: all default ones) on images under ``root``
+    (``ROOT/<person>/<photos>``, faces-dev layout); ``pairs_file`` (LFW format) adds the accuracy columns, unless
+    ``accuracy`` is False (its photos are then only kept out of the int8 calibration set, so that both runs
+    measure the same int8 models)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise BadInputError(f"{root}: no such folder")
+    chosen = _choose_backends(backends)
+    load_before = _load_average()
+    analyzer = Analyzer(threads=threads)
+    inputs = _prepare_inputs(
+        analyzer,
+        root,
+        pairs_file,
+        chips=chips,
+        detector_images=detector_images,
+        calibration=calibration,
+        pairs_limit=pairs_limit,
+        accuracy=accuracy,
+        use_cache=use_cache,
+        progress=progress,
+    )
+    live = [_load_backend(backend, detectors, threads, inputs) for backend in chosen]
+    _time_backends([e for e in live if e.run is not None], inputs, repeats, singles_per_repeat, progress)
+    _compare_backends(live, inputs, detectors, progress)
+
+    pairs = inputs.pairs
+    shapes = sorted({f"{im.shape[1]}x{im.shape[0]}" for im in inputs.detect_images})
     return RuntimeReport(
         machine=machine_description(),
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         threads=threads,
-        chips=len(timing_chips),
-        detector_images=len(detect_images),
+        chips=len(inputs.timing_chips),
+        detector_images=len(inputs.detect_images),
         image_size=", ".join(shapes),
         repeats=repeats,
         pairs=len(pairs),
-        pairs_images=len(pair_images),
-        calibration_chips=len(calibration_chips),
+        pairs_images=len(inputs.pair_images),
+        calibration_chips=len(inputs.calibration_chips),
         load_before=load_before,
         load_after=_load_average(),
         results=[e.result for e in live],

@@ -97,7 +97,7 @@ def create_app(config: ServerConfig | None = None, *, analyzer: Analyzer | None 
 
         analyzer = photo_analyzer(detector=config.detector, device=config.device)
     store = Store(config.data_dir, config.db, analyzer=analyzer, index=config.index)
-    accounts = Accounts(store.engine)
+    accounts = Accounts(store.database)
     generated = accounts.ensure_admin(config.resolved_admin_password())
     if generated:
         log.warning("created the user 'admin' with the generated password %s; it is not shown again", generated)
@@ -111,7 +111,7 @@ def create_app(config: ServerConfig | None = None, *, analyzer: Analyzer | None 
         config=config,
         store=store,
         accounts=accounts,
-        audit=AuditLog(store.engine),
+        audit=AuditLog(store.database),
         hub=hub,
         changes=changes,
         metrics=metrics,
@@ -182,17 +182,12 @@ def open_integrations(store: Store, config: ServerConfig) -> Integrations:
 
 def app_from_env() -> FastAPI:
     """For ``uvicorn --factory faceid.server.app:app_from_env``: settings from FACEID_DATA_DIR, FACEID_DB,
-    FACEID_DETECTOR and FACEID_MAX_UPLOAD_MB."""
-    import os
-
+    FACEID_DETECTOR and FACEID_MAX_UPLOAD_MB (faceid.settings)."""
+    from faceid.settings import current
     from faceid.vision.detect import PHOTO_DETECTOR
 
-    max_mb = os.environ.get("FACEID_MAX_UPLOAD_MB")
-    config = ServerConfig(
-        data_dir=os.environ.get("FACEID_DATA_DIR") or None,
-        db=os.environ.get("FACEID_DB") or os.environ.get("FACEID_DATABASE_URL") or None,
-        detector=os.environ.get("FACEID_DETECTOR", PHOTO_DETECTOR),
-    )
-    if max_mb:
-        config.max_upload_bytes = int(float(max_mb) * 2**20)
+    settings = current()
+    config = ServerConfig(data_dir=settings.data_dir, db=settings.db, detector=settings.detector or PHOTO_DETECTOR)
+    if settings.max_upload_mb is not None:
+        config.max_upload_bytes = int(settings.max_upload_mb * 2**20)
     return create_app(config)

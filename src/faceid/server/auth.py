@@ -67,10 +67,6 @@ ACCOUNT = Access("viewer", None)  # one's own account: people only
 ADMIN = Access("admin", None)
 
 
-def client_address(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
 def identify_principal(request: Request, svc: Services) -> Principal | None:
     """The caller, or None. A bearer header that names no active key is an error, not anonymity."""
     cached = getattr(request.state, "principal", False)

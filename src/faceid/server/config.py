@@ -6,10 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from faceid.settings import current
 from faceid.thresholds import MAX_UPLOAD_BYTES
 from faceid.vision.detect import PHOTO_DETECTOR
-
-ADMIN_PASSWORD_ENV = "FACEID_ADMIN_PASSWORD"
 
 
 @dataclass
@@ -38,7 +37,7 @@ class ServerConfig:
     public_url: str | None = None
 
     def resolved_admin_password(self) -> str | None:
-        return self.admin_password or os.environ.get(ADMIN_PASSWORD_ENV) or None
+        return self.admin_password or current().admin_password
 
     def slots(self) -> int:
         return max(1, self.analysis_slots or os.cpu_count() or 1)

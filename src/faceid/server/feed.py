@@ -20,10 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, select, text
-
 from faceid.store import Store
-from faceid.store.schema import Event
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +106,7 @@ class ChangeListener:
         self.event_to_dict = event_to_dict
         self.poll_seconds = poll_seconds
         self.origin = uuid.uuid4().hex[:12]
-        self.postgres = store.engine.dialect.name == "postgresql"
+        self.postgres = store.database.backend == "postgresql"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_event_id = self._max_event_id()
@@ -122,10 +119,7 @@ class ChangeListener:
             return
         payload = json.dumps({"origin": self.origin, "kind": kind, "id": ident})
         try:
-            with self.store.engine.connect() as connection, connection.begin():
-                connection.execute(
-                    text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
-                )
+            self.store.database.notify(CHANNEL, payload)
         except Exception as error:  # the change itself is committed; the others still catch up on their next search
             log.warning("could not notify other server processes: %s", error)
 
@@ -152,18 +146,10 @@ class ChangeListener:
                 self._stop.wait(2.0)
 
     def _max_event_id(self) -> int:
-        with self.store.engine.connect() as connection:
-            return int(connection.execute(select(func.max(Event.id))).scalar() or 0)
+        return self.store.last_event_id()
 
     def _publish_events_after(self, last: int) -> int:
-        from sqlalchemy.orm import Session
-
-        from faceid.store.records import EventRecord
-
-        with Session(self.store.engine) as session:
-            rows = list(session.scalars(select(Event).where(Event.id > last).order_by(Event.id).limit(500)))
-            records = [EventRecord.of(e) for e in rows]
-        for record in records:
+        for record in self.store.events_after(last, limit=500):
             self.hub.publish(self.event_to_dict(record))
             last = max(last, record.id)
         return last
@@ -179,16 +165,12 @@ class ChangeListener:
             self._sync_galleries()
 
     def _listen(self) -> None:
-        import psycopg
-
-        url = self.store.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        with psycopg.connect(url, autocommit=True) as connection:
-            connection.execute(f"LISTEN {CHANNEL}")
+        with self.store.database.listen(CHANNEL) as receive:
             # Anything that happened while (re)connecting is picked up by id.
             self._last_event_id = self._publish_events_after(self._last_event_id)
             while not self._stop.is_set():
-                for note in connection.notifies(timeout=1.0):
-                    self._handle(note.payload)
+                for payload in receive(1.0):
+                    self._handle(payload)
                     if self._stop.is_set():
                         break
 

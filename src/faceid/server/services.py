@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fastapi import Request
 
@@ -18,10 +18,22 @@ from faceid.store import Store
 from faceid.store.accounts import Accounts
 from faceid.store.audit import AuditLog
 
-if TYPE_CHECKING:
-    from faceid.server.auth import Principal
-
 log = logging.getLogger(__name__)
+
+
+class Actor(Protocol):
+    """Who made a change, as the audit log names it (:class:`faceid.server.auth.Principal`). A protocol, so
+    that this module needs nothing from ``auth``, which builds on it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 @dataclass
@@ -45,15 +57,13 @@ class Services:
     def record(
         self,
         request: Request,
-        principal: Principal | None,
+        principal: Actor | None,
         action: str,
         target_type: str | None = None,
         target_id: Any = None,
         details: dict[str, Any] | None = None,
     ) -> None:
         """One audit row for a change that succeeded."""
-        from faceid.server.auth import client_address
-
         self.audit.record(
             action,
             actor=principal.name if principal else None,

@@ -1,22 +1,18 @@
-"""Read-side helpers: turning store records into API answers, and the few lookups the store has no
-method for (one event by id, the first face of each person, names of people)."""
+"""Read-side helpers: turning store records into API answers (with thumbnails and people's names)."""
 
 from __future__ import annotations
 
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import Request, Response
 from PIL import Image, ImageOps
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from faceid.errors import NotFoundError
 from faceid.store import EventRecord, FaceRecord, PersonRecord, Store
-from faceid.store.schema import Event, Face, Person
 
 API = "/api/v1"
 THUMBNAIL_SIZE = 160
@@ -33,23 +29,6 @@ MEDIA_TYPES = {
 
 def media_type(image_type: str | None) -> str:
     return MEDIA_TYPES.get(image_type or "", "application/octet-stream")
-
-
-def first_faces(store: Store, person_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
-    """Each person's earliest face that has a stored image (their thumbnail): its id and image hash."""
-    if not person_ids:
-        return {}
-    with Session(store.engine) as session:
-        first = (
-            select(Face.person_id, func.min(Face.id).label("face_id"))
-            .where(Face.person_id.in_(list(person_ids)), Face.image_sha256.is_not(None))
-            .group_by(Face.person_id)
-            .subquery()
-        )
-        rows = session.execute(
-            select(first.c.person_id, Face.id, Face.image_sha256).join(Face, Face.id == first.c.face_id)
-        )
-        return {int(p): (int(f), str(sha)) for p, f, sha in rows}
 
 
 def image_version(sha256: str) -> str:
@@ -71,32 +50,6 @@ def image_response(request: Request, data: bytes, kind: str, version: str) -> Re
     return Response(data, media_type=kind, headers=headers)
 
 
-def person_names(store: Store, person_ids: Iterable[int | None]) -> dict[int, str]:
-    ids = sorted({p for p in person_ids if p is not None})
-    if not ids:
-        return {}
-    with Session(store.engine) as session:
-        return {int(i): str(n) for i, n in session.execute(select(Person.id, Person.name).where(Person.id.in_(ids)))}
-
-
-def get_event(store: Store, event_id: int) -> EventRecord:
-    with Session(store.engine) as session:
-        event = session.get(Event, event_id)
-        if event is None:
-            raise NotFoundError(f"no event with id {event_id}")
-        return EventRecord.of(event)
-
-
-def count_unknown_since(store: Store, since: Any) -> int:
-    with Session(store.engine) as session:
-        return int(
-            session.scalar(
-                select(func.count()).select_from(Event).where(Event.person_id.is_(None), Event.time >= since)
-            )
-            or 0
-        )
-
-
 def person_out(person: PersonRecord, thumbnail_face: tuple[int, str] | None = None) -> dict[str, Any]:
     out = person.to_dict()
     out["thumbnail_url"] = None
@@ -107,7 +60,7 @@ def person_out(person: PersonRecord, thumbnail_face: tuple[int, str] | None = No
 
 
 def people_out(store: Store, people: Sequence[PersonRecord]) -> list[dict[str, Any]]:
-    thumbs = first_faces(store, [p.id for p in people])
+    thumbs = store.first_faces([p.id for p in people])
     return [person_out(p, thumbs.get(p.id)) for p in people]
 
 
@@ -148,7 +101,7 @@ def event_for(out: dict[str, Any], full: bool) -> dict[str, Any]:
 
 
 def events_out(store: Store, events: Sequence[EventRecord]) -> list[dict[str, Any]]:
-    names = person_names(store, [e.person_id for e in events])
+    names = store.person_names(e.person_id for e in events)
     return [event_out(e, names.get(e.person_id) if e.person_id is not None else None) for e in events]
 
 

@@ -17,8 +17,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from faceid.errors import ModelUnavailableError
 from faceid.server.api.common import ERRORS, Svc
@@ -26,8 +24,6 @@ from faceid.server.auth import VIEW, Principal, require
 from faceid.server.errors import ApiError
 from faceid.server.views import API
 from faceid.server.web import _render
-from faceid.store.gallery import current_version
-from faceid.store.schema import Event
 from faceid.viz.gallery import EventEmbeddings, load_gallery, load_unknown_events
 from faceid.viz.maps import build_map
 
@@ -40,9 +36,7 @@ CACHED_MAPS = 8
 
 def _unknown_state(svc: Any) -> tuple[int, int]:
     """(count, newest id) of unknown events: either moves when one is recorded or deleted."""
-    with Session(svc.store.engine) as session:
-        count, newest = session.execute(select(func.count(), func.max(Event.id)).where(Event.person_id.is_(None))).one()
-    return int(count or 0), int(newest or 0)
+    return svc.store.count_events(unknown_only=True), svc.store.last_event_id(unknown_only=True)
 
 
 def viz_router() -> APIRouter:
@@ -73,8 +67,7 @@ def viz_router() -> APIRouter:
         seed: Annotated[int, Query(ge=0, le=2**31 - 1, description="sampling and t-SNE/UMAP seed")] = 0,
     ) -> dict[str, Any]:
         store = svc.store
-        with Session(store.engine) as session:
-            version = current_version(session)
+        version = store.gallery_version()
         model = store.model_id
         key = (model, version, _unknown_state(svc), method, max_faces, unknown, seed)
         with computing:

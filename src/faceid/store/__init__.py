@@ -6,12 +6,16 @@ the monitor and the command line; it never imports them.
 
 from __future__ import annotations
 
+from faceid.store.database import Database, open_database
 from faceid.store.match import Calibration
 from faceid.store.photos import PreparedFace
 from faceid.store.records import (
     Candidate,
     EventRecord,
+    FaceImage,
     FaceRecord,
+    FirstFace,
+    GalleryFaces,
     Identification,
     ImportReport,
     PersonRecord,
@@ -26,13 +30,18 @@ Store = VersionedStore
 __all__ = [
     "Calibration",
     "Candidate",
+    "Database",
     "EventRecord",
+    "FaceImage",
     "FaceRecord",
+    "FirstFace",
+    "GalleryFaces",
     "Identification",
     "ImportReport",
     "PersonRecord",
     "PreparedFace",
     "Store",
     "VersionedStore",
+    "open_database",
     "open_store",
 ]

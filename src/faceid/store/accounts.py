@@ -5,8 +5,8 @@ SHA-256 of them is what the database keeps (a stolen database gives no usable to
 costs one indexed query, not an argon2 run per request). The plaintext of a token or key exists only in
 the answer that created it.
 
-The tables live beside the store's (the accounts migration) and share its engine, so that every server process
-on one database sees the same users, sessions and keys.
+The tables live beside the store's (the accounts migration), on the same :class:`~faceid.store.database.Database`,
+so that every server process on one database sees the same users, sessions and keys.
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from faceid.errors import BadInputError, ConflictError, NotFoundError
-from faceid.store.database import WRITE_OPTION
+from faceid.store.database import Database
 from faceid.store.types import UTCDateTime, utcnow
 from faceid.thresholds import (
     LOGIN_FAILURE_WINDOW_SECONDS,
@@ -289,12 +289,13 @@ class LoginFailed(BadInputError):
 
 
 class Accounts:
-    """Users, sessions, API keys and login throttling on the store's database engine."""
+    """Users, sessions, API keys and login throttling, on the store's database (``Accounts(store.database)``, or
+    ``Accounts(open_database(url))`` where no store is needed)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, database: Database) -> None:
         from argon2 import PasswordHasher
 
-        self.engine = engine
+        self.database = database
         # argon2-cffi's defaults are argon2id with RFC 9106's low-memory parameters (t=3, 64 MiB, p=4).
         self.hasher = PasswordHasher()
         # Checking a password against this when the user does not exist keeps both failures equally slow.
@@ -302,12 +303,12 @@ class Accounts:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
+        with self.database.write() as connection:
             yield connection
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as connection, connection.begin():
+        with self.database.read() as connection:
             yield connection
 
     # -- users ----------------------------------------------------------------------------------

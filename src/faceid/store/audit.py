@@ -12,10 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, Index, Integer, String, Table, insert, select
-from sqlalchemy.engine import Engine
 
 from faceid.store.accounts import metadata
-from faceid.store.database import WRITE_OPTION
+from faceid.store.database import Database
 from faceid.store.types import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
@@ -65,8 +64,10 @@ class AuditEntry:
 
 
 class AuditLog:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    """The audit log of a database (the store's: ``AuditLog(store.database)``)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     def record(
         self,
@@ -79,7 +80,7 @@ class AuditLog:
         details: dict[str, Any] | None = None,
         address: str | None = None,
     ) -> None:
-        with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
+        with self.database.write() as connection:
             connection.execute(
                 insert(audit_log).values(
                     time=utcnow(),
@@ -111,7 +112,7 @@ class AuditLog:
             query = query.where(audit_log.c.action == action)
         if target_type is not None:
             query = query.where(audit_log.c.target_type == target_type)
-        with self.engine.connect() as connection:
+        with self.database.read() as connection:
             return [
                 AuditEntry(
                     id=int(r.id),

@@ -9,8 +9,8 @@ from sqlalchemy.engine import URL, make_url
 
 from faceid.errors import BadInputError
 from faceid.paths import data_dir as default_data_dir
+from faceid.settings import current
 
-DB_ENV_VARS = ("FACEID_DB", "FACEID_DATABASE_URL")
 SQLITE_FILENAME = "faceid.sqlite3"
 
 
@@ -24,7 +24,7 @@ def resolve_database_url(db: str | None, data_dir: Path) -> URL:
 
     ``postgresql://`` and ``postgres://`` URLs are served by psycopg 3.
     """
-    raw = db or next((os.environ[name] for name in DB_ENV_VARS if os.environ.get(name)), None)
+    raw = db or current().db
     if raw is None:
         return URL.create("sqlite", database=str(data_dir / SQLITE_FILENAME))
     if "://" not in raw:

@@ -1,4 +1,7 @@
-"""Engines for the two backends, and the schema migrations that run when a store opens.
+"""One database: its engine for either backend, and the schema migrations that run when it opens.
+
+:func:`open_database` gives the :class:`Database` of a URL, one per URL in a process, shared by the store,
+the accounts and the audit log, so that a server process keeps one connection pool per database.
 
 SQLite: one file, WAL (readers never wait for the writer), foreign keys on, a generous busy
 timeout, and write transactions opened with ``BEGIN IMMEDIATE`` so that two processes wanting
@@ -10,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import re
-from collections.abc import Iterator
+import threading
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +28,8 @@ from sqlalchemy.exc import OperationalError
 if TYPE_CHECKING:
     from alembic.config import Config
 
-from faceid.errors import StoreError
-from faceid.store.config import describe_url
+from faceid.errors import BadInputError, StoreError
+from faceid.store.config import describe_url, resolve_database_url
 
 log = logging.getLogger(__name__)
 
@@ -162,3 +168,110 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
         finally:
             if sqlite:
                 connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+
+
+class Database:
+    """A database's engine (a connection pool) and its schema, migrated by :func:`open_database`.
+
+    The store, :class:`faceid.store.accounts.Accounts` and :class:`faceid.store.audit.AuditLog` all work on one;
+    nothing outside ``faceid.store`` reaches its tables (tests/store/test_boundaries.py checks it).
+    """
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self.engine: Engine = create_store_engine(url)
+        self.backend: str = self.engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"Database({describe_url(self.url)!r})"
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.dispose()
+
+    def migrate(self) -> None:
+        """Bring the schema up to date (one query when it already is)."""
+        migrate(self.engine)
+
+    def dispose(self) -> None:
+        """Close the pooled connections. The database stays usable: the next use opens new ones, so one
+        owner closing does not break the others sharing it."""
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (SQLite: the write lock taken up front), committed unless the block raises."""
+        with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
+            yield connection
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction (rolled back at the end: it changes nothing)."""
+        with self.engine.connect() as connection, connection.begin():
+            yield connection
+
+    def ping(self) -> bool:
+        """Whether the database answers."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as error:  # any failure means "not reachable" to a health check
+            log.debug("database ping failed: %s", error)
+            return False
+        return True
+
+    def notify(self, channel: str, payload: str) -> None:
+        """Send ``payload`` to every process listening on ``channel`` (PostgreSQL's NOTIFY; nothing on SQLite,
+        whose processes poll)."""
+        if self.backend != "postgresql":
+            return
+        with self.write() as connection:
+            connection.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload})
+
+    @contextlib.contextmanager
+    def listen(self, channel: str) -> Iterator[Callable[[float], Iterator[str]]]:
+        """LISTEN on ``channel`` (PostgreSQL) for the block on a connection of its own; yields ``receive``:
+        ``receive(timeout)`` gives the payloads that arrive until ``timeout`` seconds pass without one."""
+        if self.backend != "postgresql":
+            raise StoreError(f"{describe_url(self.url)}: only PostgreSQL has notifications")
+        import psycopg
+
+        if not channel.isidentifier():
+            raise ValueError(f"not a channel name: {channel!r}")
+        dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(f"LISTEN {channel}")
+
+            def receive(timeout: float) -> Iterator[str]:
+                for note in connection.notifies(timeout=timeout):
+                    yield note.payload
+
+            yield receive
+
+
+# One Database per URL in a process, for as long as something uses it; the process id is part of the key so
+# that a forked child never shares its parent's pooled connections.
+_databases: weakref.WeakValueDictionary[tuple[int, str], Database] = weakref.WeakValueDictionary()
+_databases_lock = threading.Lock()
+
+
+def open_database(url: URL | str) -> Database:
+    """The :class:`Database` at ``url`` (a URL as :func:`faceid.store.config.resolve_database_url` makes, or
+    text it understands: ``postgresql://...``, ``sqlite:///PATH`` or a SQLite file's path), shared with everything
+    else in this process that opened the same URL, its schema migrated."""
+    if isinstance(url, str):
+        if not url:
+            raise BadInputError("an empty database URL")
+        url = resolve_database_url(url, Path.cwd())
+    key = (os.getpid(), url.render_as_string(hide_password=False))
+    with _databases_lock:
+        database = _databases.get(key)
+        if database is None:
+            database = Database(url)
+            _databases[key] = database
+    # Every open checks (one query when up to date), as a store's open always did: another process may
+    # have migrated or replaced the database since this one first opened it.
+    database.migrate()
+    return database

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from faceid.store.index import ExactIndex, FaceIndex, IvfIndex, Neighbours, PgvectorIndex
 from faceid.store.schema import Face, FaceLog, Person, StoreState
 from faceid.thresholds import APPROX_INDEX_MIN_FACES
+from faceid.vision.sface import descriptor_dimensions
 
 log = logging.getLogger(__name__)
 
@@ -95,25 +96,31 @@ class Gallery:
                 if not self.postgres:
                     raise ValueError("the pgvector index needs a PostgreSQL database")
                 pgvector = PgvectorIndex(self.engine, self.model_id)
+                pgvector.ensure_index()
                 pgvector.set_size(size)
                 self._index, self.version = pgvector, version
                 log.info("gallery %s: %d faces, searched by pgvector's HNSW index", self.model_id, size)
                 return
             index: FaceIndex
             if choice == "approx":
-                ivf = IvfIndex()
+                ivf = IvfIndex(self._dimensions(session))
                 saved = self._saved_path()
                 if saved is not None and self._load_saved(ivf, saved, session, version):
                     return
                 index = ivf
             else:
-                index = ExactIndex()
+                index = ExactIndex(self._dimensions(session))
             self._fill(index, session)
             self._index = index
             self.version = version
             log.info("gallery %s: %d faces in the %s index", self.model_id, len(index), index.kind)
             if isinstance(index, IvfIndex) and (saved := self._saved_path()) is not None:
                 self._save(index, saved, version)
+
+    def _dimensions(self, session: Session) -> int:
+        """The length of this model's descriptors: as stored, or as its id says when none is."""
+        stored = session.scalar(select(Face.embedding).where(Face.model_id == self.model_id).limit(1))
+        return int(np.asarray(stored).size) if stored is not None else descriptor_dimensions(self.model_id)
 
     def _fill(self, index: FaceIndex, session: Session) -> None:
         last_id = 0

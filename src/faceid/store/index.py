@@ -15,10 +15,11 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import text
+from sqlalchemy.engine import Connection as _SQLALCHEMY_CONNECTION
 from sqlalchemy.engine import Engine
 
 from faceid.thresholds import (
@@ -28,6 +29,8 @@ from faceid.thresholds import (
     IVF_RETRAIN_GROWTH,
     IVF_TRAIN_POINTS_PER_CELL,
     PGVECTOR_EF_SEARCH,
+    PGVECTOR_HNSW_EF_CONSTRUCTION,
+    PGVECTOR_HNSW_M,
 )
 
 log = logging.getLogger(__name__)
@@ -113,10 +116,13 @@ class ExactIndex:
             setattr(self, name, grown)
 
     def upsert(self, face_ids: np.ndarray, person_ids: np.ndarray, embeddings: np.ndarray) -> None:
-        embeddings = np.asarray(embeddings, np.float32).reshape(-1, self.dim)
         face_ids = np.asarray(face_ids, np.int64)
         person_ids = np.asarray(person_ids, np.int64)
         with self._lock:
+            if self._size == 0 and len(face_ids) and np.asarray(embeddings).size != len(face_ids) * self.dim:
+                self.dim = np.asarray(embeddings).size // len(face_ids)  # an empty index takes the model's length
+                self.clear()
+            embeddings = np.asarray(embeddings, np.float32).reshape(-1, self.dim)
             self._reserve(len(face_ids))
             for face_id, person_id, embedding in zip(face_ids.tolist(), person_ids.tolist(), embeddings, strict=True):
                 slot = self._slots.get(face_id)
@@ -342,8 +348,40 @@ class IvfIndex:
         return True
 
 
+def hnsw_index_name(model_id: str) -> str:
+    """The name of the partial HNSW index over one model's faces."""
+    import hashlib
+
+    return "ix_faces_hnsw_" + hashlib.sha256(model_id.encode()).hexdigest()[:12]
+
+
+def create_hnsw_index(
+    connection: Any,
+    model_id: str,
+    dim: int,
+    m: int = PGVECTOR_HNSW_M,
+    ef_construction: int = PGVECTOR_HNSW_EF_CONSTRUCTION,
+) -> str:
+    """``CREATE INDEX IF NOT EXISTS`` the partial HNSW index over ``model_id``'s faces: the column holds
+    descriptors of any length, so the index is on ``embedding::vector(dim)`` and only that model's rows
+    (which also keeps a re-embedding's second model out of the graph). ``connection`` runs SQL text
+    (SQLAlchemy or psycopg); returns the index name."""
+    name = hnsw_index_name(model_id)
+    literal = model_id.replace("'", "''")
+    sql = (
+        f"CREATE INDEX IF NOT EXISTS {name} ON faces USING hnsw ((embedding::vector({int(dim)})) vector_l2_ops) "
+        f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) WHERE model_id = '{literal}'"
+    )
+    execute = connection.execute
+    execute(text(sql) if isinstance(connection, _SQLALCHEMY_CONNECTION) else sql)
+    return name
+
+
 class PgvectorIndex:
-    """Approximate search by pgvector's HNSW index inside PostgreSQL; nothing is held in memory."""
+    """Approximate search by pgvector's HNSW index inside PostgreSQL; nothing is held in memory.
+
+    Each model has its own partial index (:func:`create_hnsw_index`), made when its gallery is first searched
+    this way."""
 
     kind = "pgvector"
 
@@ -361,6 +399,13 @@ class PgvectorIndex:
         self.ef_search = ef_search
         self.iterative_scan = iterative_scan
         self._size = 0
+        from faceid.vision.sface import descriptor_dimensions
+
+        self.dim = descriptor_dimensions(model_id)
+
+    def ensure_index(self) -> None:
+        with self.engine.begin() as connection:
+            create_hnsw_index(connection, self.model_id, self.dim)
 
     def __len__(self) -> int:
         return self._size
@@ -383,6 +428,8 @@ class PgvectorIndex:
     def search(self, query: np.ndarray, k: int) -> Neighbours:
         if k <= 0:
             return _empty()
+        if np.asarray(query).size != self.dim:
+            raise ValueError(f"a {self.model_id} descriptor has {self.dim} values, not {np.asarray(query).size}")
         literal = "[" + ",".join(f"{v:.8g}" for v in np.asarray(query, np.float32).reshape(-1).tolist()) + "]"
         with self.engine.connect() as connection, connection.begin():
             # SET LOCAL lasts for this transaction only; iterative scans keep k results despite the model filter.
@@ -392,8 +439,9 @@ class PgvectorIndex:
             connection.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
             rows = connection.execute(
                 text(
-                    "SELECT id, person_id, embedding <-> CAST(:q AS vector) AS distance FROM faces "
-                    "WHERE model_id = :model ORDER BY embedding <-> CAST(:q AS vector) LIMIT :k"
+                    f"SELECT id, person_id, embedding::vector({self.dim}) <-> CAST(:q AS vector({self.dim})) "
+                    f"AS distance FROM faces WHERE model_id = :model "
+                    f"ORDER BY embedding::vector({self.dim}) <-> CAST(:q AS vector({self.dim})) LIMIT :k"
                 ),
                 {"q": literal, "model": self.model_id, "k": int(k)},
             ).all()

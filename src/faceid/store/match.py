@@ -40,6 +40,7 @@ from faceid.thresholds import (
     IDENTIFY_CANDIDATE_FACES,
     IDENTIFY_CANDIDATE_PEOPLE,
     UNCALIBRATED_CENTROID_THRESHOLD,
+    UNCALIBRATED_FUSED_CENTROID_THRESHOLD,
 )
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,10 @@ class Calibration:
     details: dict[str, Any] = field(default_factory=dict)
     # The mixture a synthetic cohort was drawn from (faceid.store.population), kept for shipping it.
     population: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.cohort is not None and np.ndim(self.cohort) == 2:
+            self.dim = int(np.shape(self.cohort)[1])  # the cohort's descriptors say how long the model's are
 
     @classmethod
     def from_row(cls, row: ModelVersion) -> Calibration:
@@ -274,7 +279,7 @@ class Matcher:
 
     def threshold(self) -> float:
         if not self.calibrated:
-            return UNCALIBRATED_CENTROID_THRESHOLD
+            return uncalibrated_threshold(self.gallery.model_id)
         assert self.calibration is not None
         return self.calibration.threshold_for(self.gallery.people_count(refresh=False))
 
@@ -326,7 +331,19 @@ class Matcher:
         rate = self.stranger_rate(score)
         if rate is not None:
             return 1.0 - rate
-        return float(np.clip(1.0 - score / (2 * UNCALIBRATED_CENTROID_THRESHOLD), 0.0, 1.0))
+        return float(np.clip(1.0 - score / (2 * uncalibrated_threshold(self.gallery.model_id)), 0.0, 1.0))
+
+
+def uncalibrated_threshold(model_id: str) -> float:
+    """The plain centroid distance that decides for a model with no calibration: fused descriptors
+    (dlib + SFace) have their own scale."""
+    from faceid.vision.sface import split_fused_id
+
+    try:
+        fused = split_fused_id(model_id) is not None
+    except ValueError:
+        fused = True
+    return UNCALIBRATED_FUSED_CENTROID_THRESHOLD if fused else UNCALIBRATED_CENTROID_THRESHOLD
 
 
 def with_box(result: Identification, box: list[float]) -> Identification:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from faceid.errors import ImageError, MultipleFacesError, NoFaceError
-from faceid.vision.image import ImageSource, load_image
+from faceid.vision.image import ImageSource, describe_source, load_image
 
 if TYPE_CHECKING:
     from faceid.vision.types import Face
@@ -42,14 +42,6 @@ class PreparedFace:
     size: float | None = None
     label: str = ""
     image_size: tuple[int, int] | None = None  # (height, width) of the photo
-
-
-def describe_source(source: ImageSource) -> str:
-    if isinstance(source, str | os.PathLike):
-        return str(source)
-    if isinstance(source, bytes | bytearray | memoryview):
-        return f"<{len(source)} bytes>"
-    return f"<{type(source).__name__}>"
 
 
 def source_bytes(source: ImageSource) -> tuple[bytes, str]:

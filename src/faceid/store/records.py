@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -91,6 +91,41 @@ class FaceRecord:
             "size": self.size,
             "created_at": self.created_at.isoformat(),
         }
+
+
+class FirstFace(NamedTuple):
+    """A person's earliest face with a stored image: what shows them as a thumbnail."""
+
+    face_id: int
+    image_sha256: str
+
+
+@dataclass(frozen=True)
+class FaceImage:
+    """Where a face's stored photo is (``image_sha256`` and ``image_type``, None when it has none) and its
+    landmarks in it, with whose face it is."""
+
+    face_id: int
+    person_id: int
+    person_name: str
+    image_sha256: str | None
+    image_type: str | None
+    landmarks: list[list[float]] | None
+
+
+@dataclass(frozen=True, eq=False)
+class GalleryFaces:
+    """Every face of one descriptor model, in face id order, as of gallery ``version``."""
+
+    model_id: str
+    version: int
+    face_ids: np.ndarray  # (N,) int64
+    person_ids: np.ndarray  # (N,) int64
+    embeddings: np.ndarray  # (N, D) float32; (0, 0) when there is no face
+    has_image: np.ndarray  # (N,) bool: a stored photo (thumbnails, re-embedding)
+
+    def __len__(self) -> int:
+        return len(self.face_ids)
 
 
 @dataclass(frozen=True)

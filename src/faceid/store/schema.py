@@ -1,5 +1,8 @@
 """The store's tables. Alembic migrations in ``faceid/store/migrations`` create and evolve them.
 
+Private to ``faceid.store``: the other layers ask the store (tests/store/test_boundaries.py fails naming any
+module outside the package that imports this one or SQLAlchemy).
+
 people     one row per person; ``name_key`` (the name case-folded) is unique, so is ``external_id``.
 faces      one row per enrolled face: embedding, model id, source image (by sha256), box, landmarks, quality.
 events     recognitions reported by the monitor or the server (person or unknown), with an idempotency key.

@@ -24,12 +24,21 @@ from sqlalchemy.orm import Session
 from faceid.errors import BadInputError, ConflictError, NotFoundError
 from faceid.store.camera import CameraCalibration, CameraCalibrations
 from faceid.store.config import describe_url, resolve_data_dir, resolve_database_url
-from faceid.store.database import WRITE_OPTION, create_store_engine, migrate
+from faceid.store.database import WRITE_OPTION, Database, open_database
 from faceid.store.files import ImageFolder
-from faceid.store.gallery import Gallery
+from faceid.store.gallery import Gallery, current_version
 from faceid.store.match import Calibration, Matcher
 from faceid.store.photos import Pick, PreparedFace, prepare_face, source_bytes
-from faceid.store.records import Candidate, EventRecord, FaceRecord, Identification, PersonRecord
+from faceid.store.records import (
+    Candidate,
+    EventRecord,
+    FaceImage,
+    FaceRecord,
+    FirstFace,
+    GalleryFaces,
+    Identification,
+    PersonRecord,
+)
 from faceid.store.schema import NAME_MAX, Event, Face, FaceLog, ModelVersion, Person, StoreState, name_key
 from faceid.store.types import utcnow
 from faceid.vision.image import ImageSource
@@ -76,6 +85,8 @@ class Store:
     ``index`` is "auto" (exact, approximate past a size), "exact", "approx" (FAISS IVF in memory, either
     database) or "pgvector" (HNSW inside PostgreSQL). The schema is
     migrated when the store opens, and files left by an interrupted operation are cleaned up.
+    ``database`` is an open :class:`~faceid.store.database.Database` to use instead of ``db`` (one that the
+    accounts and the audit log share); by default the process's one for the URL.
     """
 
     def __init__(
@@ -86,13 +97,16 @@ class Store:
         analyzer: Analyzer | None = None,
         index: str = "auto",
         model_id: str | None = None,
+        database: Database | None = None,
     ) -> None:
         self.data_dir = resolve_data_dir(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.url = resolve_database_url(db, self.data_dir)
-        self.engine: Engine = create_store_engine(self.url)
-        self.backend = self.engine.dialect.name
-        migrate(self.engine)
+        if database is not None and db is not None:
+            raise BadInputError("give a store either a database URL or an open database, not both")
+        self.database = database or open_database(resolve_database_url(db, self.data_dir))
+        self.url = self.database.url
+        self.engine: Engine = self.database.engine
+        self.backend = self.database.backend
         self.files = ImageFolder(self.data_dir)
         self.files.recover(self.referenced_images)
         self._analyzer = analyzer
@@ -109,7 +123,7 @@ class Store:
     def close(self) -> None:
         for gallery in self._galleries.values():
             gallery.save()
-        self.engine.dispose()
+        self.database.dispose()
 
     def __enter__(self) -> Store:
         return self
@@ -246,6 +260,18 @@ class Store:
             counts = self._face_counts(session, [p.id for p in people])
             return [PersonRecord.of(p, counts.get(p.id, 0)) for p in people]
 
+    def person_names(self, person_ids: Iterable[int | None]) -> dict[int, str]:
+        """The names of these people by id (None and unknown ids are left out)."""
+        ids = sorted({int(p) for p in person_ids if p is not None})
+        names: dict[int, str] = {}
+        if not ids:
+            return names
+        with self._read() as session:
+            for chunk in _chunks(ids):
+                rows = session.execute(select(Person.id, Person.name).where(Person.id.in_(chunk)))
+                names.update({int(i): str(n) for i, n in rows})
+        return names
+
     def find_people(self, query: str, limit: int = 20) -> list[PersonRecord]:
         return self.list_people(query=query, limit=limit)
 
@@ -301,10 +327,47 @@ class Store:
         metadata: dict[str, Any] | None = None,
     ) -> PersonRecord:
         """Create a person with faces already described (from :meth:`prepare`, an archive or a bulk import)."""
+        record, _ = self._enroll(name, faces, external_id=external_id, notes=notes, metadata=metadata)
+        log.info("enrolled %s (id %d) with %d face(s)", record.name, record.id, record.face_count)
+        return record
+
+    def enroll_from_event(
+        self,
+        event_id: int,
+        name: str,
+        face: PreparedFace,
+        *,
+        external_id: str | None = None,
+        notes: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[PersonRecord, EventRecord]:
+        """Create a person from the face an event is about (described by the caller, from the event's snapshot)
+        and attribute the event to them, if it was of an unknown face, in one transaction: either the person,
+        their face and the event's new person are all stored, or nothing is. Returns the person and the event."""
+        record, event = self._enroll(
+            name, [face], external_id=external_id, notes=notes, metadata=metadata, event_id=event_id
+        )
+        assert event is not None
+        log.info("enrolled %s (id %d) from event %d", record.name, record.id, event_id)
+        return record, event
+
+    def _enroll(
+        self,
+        name: str,
+        faces: Sequence[PreparedFace],
+        *,
+        external_id: str | None,
+        notes: str | None,
+        metadata: dict[str, Any] | None,
+        event_id: int | None = None,
+    ) -> tuple[PersonRecord, EventRecord | None]:
+        """A new person with ``faces``; with ``event_id``, that event (when unknown) becomes theirs, all in
+        one transaction."""
         name = _clean_name(name)
         external_id = _clean_external_id(external_id)
         if metadata is not None and not isinstance(metadata, dict):
             raise BadInputError("metadata must be a JSON object")
+        event: EventRecord | None = None
         with self.files.writing(self.referenced_images) as batch:
             stored = [self._store_image(batch, face) for face in faces]
             with self._write() as session:
@@ -325,9 +388,24 @@ class Store:
                 session.add_all(rows)
                 session.flush()
                 self._log_faces(session, [row.id for row in rows])
+                if event_id is not None:
+                    event = self._attribute_event(session, event_id, person.id)
                 record = PersonRecord.of(person, len(rows))
-        log.info("enrolled %s (id %d) with %d face(s)", record.name, record.id, record.face_count)
-        return record
+        return record, event
+
+    def _attribute_event(self, session: Session, event_id: int, person_id: int) -> EventRecord:
+        """Make an unknown event ``person_id``'s (an event already of someone stays theirs). This changes nothing
+        that the gallery or any index derives from, so no gallery version is bumped for it."""
+        query = select(Event).where(Event.id == event_id)
+        if self.backend == "postgresql":
+            query = query.with_for_update()
+        event = session.scalar(query)
+        if event is None:
+            raise NotFoundError(f"no event with id {event_id}")
+        if event.person_id is None:
+            event.person_id = person_id
+            session.flush()
+        return EventRecord.of(event)
 
     def enroll_embeddings(
         self,
@@ -406,6 +484,76 @@ class Store:
         if face.image_sha256 is None or face.image_type is None:
             raise NotFoundError(f"face {face_id} has no stored image")
         return self.files.read(face.image_sha256, face.image_type), face.image_type
+
+    def first_faces(self, person_ids: Sequence[int]) -> dict[int, FirstFace]:
+        """Each person's earliest face that has a stored image (what shows them as a thumbnail), by person id;
+        people without one are left out."""
+        found: dict[int, FirstFace] = {}
+        if not person_ids:
+            return found
+        with self._read() as session:
+            for chunk in _chunks(list(dict.fromkeys(person_ids))):
+                first = (
+                    select(Face.person_id, func.min(Face.id).label("face_id"))
+                    .where(Face.person_id.in_(chunk), Face.image_sha256.is_not(None))
+                    .group_by(Face.person_id)
+                    .subquery()
+                )
+                rows = session.execute(
+                    select(first.c.person_id, Face.id, Face.image_sha256).join(Face, Face.id == first.c.face_id)
+                )
+                found.update({int(p): FirstFace(int(f), str(sha)) for p, f, sha in rows})
+        return found
+
+    def face_images(self, face_ids: Sequence[int] | None = None) -> list[FaceImage]:
+        """Where each face's stored photo is and where its landmarks are in it, with whose face it is, in face
+        id order: the faces ``face_ids`` (those that exist), or every face of every model."""
+        statement = (
+            select(Face.id, Face.person_id, Person.name, Face.image_sha256, Face.image_type, Face.landmarks)
+            .join(Person, Person.id == Face.person_id)
+            .order_by(Face.id)
+        )
+        with self._read() as session:
+            if face_ids is None:
+                rows = list(session.execute(statement))
+            else:
+                rows = []
+                for chunk in _chunks(sorted({int(f) for f in face_ids})):
+                    rows.extend(session.execute(statement.where(Face.id.in_(chunk))))
+        return [FaceImage(int(f), int(p), str(n), sha, kind, marks) for f, p, n, sha, kind, marks in rows]
+
+    def faces_by_model(self) -> dict[str, int]:
+        """How many faces each descriptor model has."""
+        with self._read() as session:
+            rows = session.execute(select(Face.model_id, func.count()).group_by(Face.model_id)).all()
+        return {str(m): int(n) for m, n in rows}
+
+    def gallery_version(self) -> int:
+        """The counter that every change to the faces (or to a name) moves on: equal versions, equal gallery."""
+        with self._read() as session:
+            return current_version(session)
+
+    def gallery_faces(self, model_id: str | None = None) -> GalleryFaces:
+        """Every face of ``model_id`` (default: the store's model) with its descriptor, in face id order, and the
+        gallery version they are of (read in the same transaction)."""
+        model = model_id or self.model_id
+        with self._read() as session:
+            version = current_version(session)
+            rows = session.execute(
+                select(Face.id, Face.person_id, Face.embedding, Face.image_sha256)
+                .where(Face.model_id == model)
+                .order_by(Face.id)
+            ).all()
+        return GalleryFaces(
+            model_id=model,
+            version=version,
+            face_ids=np.array([r[0] for r in rows], np.int64),
+            person_ids=np.array([r[1] for r in rows], np.int64),
+            embeddings=np.stack([np.asarray(r[2], np.float32).reshape(-1) for r in rows])
+            if rows
+            else np.zeros((0, 0), np.float32),
+            has_image=np.array([r[3] is not None for r in rows], bool),
+        )
 
     def remove_face(self, face_id: int) -> FaceRecord:
         """Delete one face (and its image file if nothing else uses it)."""
@@ -522,7 +670,7 @@ class Store:
         """Record a recognition (``person_id`` None = unknown). Repeating an ``idempotency_key`` returns
         the event recorded the first time and changes nothing."""
         if idempotency_key is not None:
-            existing = self._event_by_key(idempotency_key)
+            existing = self.event_by_key(idempotency_key)
             if existing is not None:
                 return existing
         snapshot_type = source_bytes(snapshot)[1] if snapshot is not None else None
@@ -557,15 +705,48 @@ class Store:
             return record
         except ConflictError:
             if idempotency_key is not None:  # another process recorded it first
-                existing = self._event_by_key(idempotency_key)
+                existing = self.event_by_key(idempotency_key)
                 if existing is not None:
                     return existing
             raise
 
-    def _event_by_key(self, key: str) -> EventRecord | None:
+    def event_by_key(self, key: str) -> EventRecord | None:
+        """The event recorded with idempotency key ``key``, if any."""
         with self._read() as session:
             event = session.scalar(select(Event).where(Event.idempotency_key == key))
             return EventRecord.of(event) if event is not None else None
+
+    def get_event(self, event_id: int) -> EventRecord:
+        """One event by id (NotFoundError when there is none)."""
+        with self._read() as session:
+            event = session.get(Event, event_id)
+            if event is None:
+                raise NotFoundError(f"no event with id {event_id}")
+            return EventRecord.of(event)
+
+    def events_after(self, event_id: int, limit: int = 500) -> list[EventRecord]:
+        """Events with an id above ``event_id``, oldest first: what was recorded since (ids only grow)."""
+        with self._read() as session:
+            rows = session.scalars(select(Event).where(Event.id > event_id).order_by(Event.id).limit(limit))
+            return [EventRecord.of(e) for e in rows]
+
+    def last_event_id(self, *, unknown_only: bool = False) -> int:
+        """The newest event's id (of an unknown face, with ``unknown_only``); 0 when there is none."""
+        statement = select(func.max(Event.id))
+        if unknown_only:
+            statement = statement.where(Event.person_id.is_(None))
+        with self._read() as session:
+            return int(session.scalar(statement) or 0)
+
+    def count_events(self, *, unknown_only: bool = False, since: datetime | None = None) -> int:
+        """How many events there are (of unknown faces, with ``unknown_only``; at or after ``since``)."""
+        statement = select(func.count()).select_from(Event)
+        if unknown_only:
+            statement = statement.where(Event.person_id.is_(None))
+        if since is not None:
+            statement = statement.where(Event.time >= since)
+        with self._read() as session:
+            return int(session.scalar(statement) or 0)
 
     def list_events(
         self,
@@ -796,14 +977,15 @@ def open_store(
     analyzer: Analyzer | None = None,
     index: str = "auto",
     model_id: str | None = None,
+    database: Database | None = None,
 ) -> Store:
-    """Open (creating or migrating if needed) the store in ``data_dir`` / at ``db``.
+    """Open (creating or migrating if needed) the store in ``data_dir`` / at ``db`` (or on ``database``).
 
     The store follows the active descriptor version; with ``model_id`` it works on embeddings of that model
-    alone and loads no model (benchmarks, account work).
+    alone and loads no model (benchmarks).
     """
     if model_id is not None:
-        return Store(data_dir, db, analyzer=analyzer, index=index, model_id=model_id)
+        return Store(data_dir, db, analyzer=analyzer, index=index, model_id=model_id, database=database)
     from faceid.store.versions import VersionedStore
 
-    return VersionedStore(data_dir, db, analyzer=analyzer, index=index)
+    return VersionedStore(data_dir, db, analyzer=analyzer, index=index, database=database)

@@ -1,7 +1,8 @@
 """Column types that differ between the backends: embeddings and timestamps.
 
-Embeddings are ``vector(D)`` on PostgreSQL (so pgvector can index and search them) and
-little-endian float32 bytes on SQLite. Both read back as ``(D,)`` float32 numpy arrays.
+Embeddings are ``vector`` on PostgreSQL (so pgvector can search them; since migration 0006 without a fixed
+dimension, as descriptor models differ: dlib's 128 values, fused with SFace 256) and little-endian float32 bytes
+on SQLite. Both read back as ``(D,)`` float32 numpy arrays.
 The migration scripts import these types, so changing their storage needs a new migration.
 """
 
@@ -22,7 +23,8 @@ class Embedding(TypeDecorator[np.ndarray]):
     impl = LargeBinary
     cache_ok = True
 
-    def __init__(self, dim: int = EMBEDDING_DIM) -> None:
+    def __init__(self, dim: int | None = None) -> None:
+        """``dim`` fixes the number of values (the columns of migrations 0001-0005); None takes any."""
         super().__init__()
         self.dim = dim
 
@@ -37,7 +39,7 @@ class Embedding(TypeDecorator[np.ndarray]):
         if value is None:
             return None
         vector = np.asarray(value, dtype="<f4").reshape(-1)
-        if vector.shape[0] != self.dim:
+        if self.dim is not None and vector.shape[0] != self.dim:
             raise ValueError(f"embedding has {vector.shape[0]} values, the column holds {self.dim}")
         if dialect.name == "postgresql":
             return vector

@@ -20,7 +20,6 @@ photos are enrolled or identified, so that the embedder and the gallery always b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -39,6 +38,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from tqdm import tqdm
 
 from faceid.errors import BadInputError, ConflictError, ImageError, NotFoundError
+from faceid.models.registry import sha256_of
+from faceid.plain_json import json_default
 from faceid.store.photos import Pick
 from faceid.store.records import Identification
 from faceid.store.schema import MODEL_ID_MAX, Face
@@ -47,11 +48,12 @@ from faceid.store.types import Embedding, UTCDateTime, utcnow
 from faceid.vision.image import ImageSource
 
 if TYPE_CHECKING:
+    from faceid.store.database import Database
     from faceid.store.photos import PreparedFace
-    from faceid.store.records import FaceRecord, PersonRecord
+    from faceid.store.records import EventRecord, FaceRecord, PersonRecord
     from faceid.vision.analyzer import Analyzer
     from faceid.vision.embed import DescriptorEmbedder
-    from faceid.vision.types import Detection
+    from faceid.vision.types import Detection, Embedder
     from faceid.vision.types import Face as DetectedFace
 
 log = logging.getLogger(__name__)
@@ -188,14 +190,6 @@ class Activation:
         return self.progress.result
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class VersionedStore(Store):
     """A store whose embedder, gallery and calibration always belong to the active descriptor version.
 
@@ -211,17 +205,18 @@ class VersionedStore(Store):
         index: str = "auto",
         threads: int | None = None,
         model_id: str | None = None,
+        database: Database | None = None,
     ) -> None:
         """``model_id`` pins the store to one model's embeddings (benchmarks, tests that enroll descriptors
         directly): it then loads no model and follows no version."""
         if db is not None and not isinstance(db, str):  # a SQLAlchemy URL, e.g. another store's ``url``
             db = db.render_as_string(hide_password=False)
-        super().__init__(data_dir, db, analyzer=analyzer, index=index, model_id=model_id)
+        super().__init__(data_dir, db, analyzer=analyzer, index=index, model_id=model_id, database=database)
         self._pinned = model_id
         self._base_analyzer = analyzer
         self._mirror = bool(analyzer is not None and analyzer.mirror)
         self._threads = threads
-        self._embedders: dict[str, DescriptorEmbedder] = {}
+        self._embedders: dict[str, Embedder] = {}
         self._analyzers: dict[str, Analyzer] = {}
         self._versions_lock = threading.RLock()  # guards the two dicts above
         self._ensure_builtin()
@@ -233,14 +228,28 @@ class VersionedStore(Store):
 
     @staticmethod
     def builtin_model_id() -> str:
+        """dlib's own descriptor: the first parent of every version."""
         from faceid.vision.embed import DESCRIPTOR_MODEL_ID
 
         return DESCRIPTOR_MODEL_ID
 
+    @staticmethod
+    def default_model_id() -> str:
+        """The version a new store starts with (``descriptor_state.active_model_id`` NULL): dlib's descriptor
+        fused with SFace's where photos are described that way (faceid.vision.detect.PHOTO_SECOND_OPINION)."""
+        from faceid.vision.detect import PHOTO_SECOND_OPINION
+        from faceid.vision.embed import DESCRIPTOR_MODEL_ID
+
+        if PHOTO_SECOND_OPINION == "sface":
+            from faceid.vision.sface import fused_model_id
+
+            return fused_model_id(DESCRIPTOR_MODEL_ID)
+        return DESCRIPTOR_MODEL_ID
+
     def _ensure_builtin(self) -> None:
-        builtin = self.builtin_model_id()
+        builtin, default = self.builtin_model_id(), self.default_model_id()
         with self._read() as session:
-            present = session.get(DescriptorVersion, builtin) is not None
+            present = all(session.get(DescriptorVersion, m) is not None for m in {builtin, default})
             state = session.get(DescriptorState, 1) is not None
         if present and state:
             return
@@ -249,6 +258,10 @@ class VersionedStore(Store):
                 if session.get(DescriptorVersion, builtin) is None:
                     session.add(
                         DescriptorVersion(model_id=builtin, kind="builtin", parent_id=None, created_at=utcnow())
+                    )
+                if default != builtin and session.get(DescriptorVersion, default) is None:
+                    session.add(
+                        DescriptorVersion(model_id=default, kind="fused", parent_id=builtin, created_at=utcnow())
                     )
                 if session.get(DescriptorState, 1) is None:
                     session.add(DescriptorState(id=1, done=0, total=0, updated_at=utcnow()))
@@ -269,7 +282,7 @@ class VersionedStore(Store):
         """The active version's id: one primary-key read, cheap enough to make before every search."""
         with self._read() as session:
             active = session.scalar(select(DescriptorState.active_model_id).where(DescriptorState.id == 1))
-        return active or self.builtin_model_id()
+        return active or self.default_model_id()
 
     def get_version(self, ref: str) -> VersionRecord:
         """A version by id, or by a unique prefix of it."""
@@ -295,7 +308,12 @@ class VersionedStore(Store):
             return [VersionRecord.of(row) for row in rows]
 
     def onnx_path(self, version: VersionRecord) -> str:
-        """The ONNX file of a version (the built-in model's is built and cached on first use)."""
+        """The ONNX file of a version (the built-in model's is built and cached on first use); a fused
+        version's is its dlib part's (SFace's file is installed with faceid)."""
+        from faceid.vision.sface import split_fused_id
+
+        if (fused := split_fused_id(version.model_id)) is not None:
+            return self.onnx_path(self.get_version(fused[0]))
         if version.onnx_file is None:
             from faceid.vision.embed import descriptor_onnx_path
 
@@ -332,14 +350,14 @@ class VersionedStore(Store):
             raise BadInputError(f"{source}: not a usable ONNX model ({error})") from None
         if runtime.input_names != [INPUT_NAME] or runtime.output_names != [OUTPUT_NAME]:
             raise BadInputError(f"{source}: a descriptor model takes {INPUT_NAME!r} and gives {OUTPUT_NAME!r}")
-        sha = _sha256(source)
+        sha = sha256_of(source)
         model_id = f"ft-{sha[:12]}"
         if parent is not None:
             self.get_version(parent)
         folder = self.data_dir / MODELS_FOLDER
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{model_id}.onnx"
-        if not target.is_file() or _sha256(target) != sha:
+        if not target.is_file() or sha256_of(target) != sha:
             temporary = target.with_name(target.name + ".part")
             shutil.copyfile(source, temporary)
             os.replace(temporary, target)
@@ -361,6 +379,30 @@ class VersionedStore(Store):
         log.info("registered model version %s (parent %s)", model_id, parent)
         return record
 
+    def register_fused(self, version: VersionRecord, weight: float) -> VersionRecord:
+        """The version that fuses ``version``'s descriptor with SFace's (same ONNX file, same parent), so a
+        fine-tune of a fused model is fused too. Same version, same id: registering it again returns it."""
+        from faceid.vision.sface import fused_model_id
+
+        model_id = fused_model_id(version.model_id, weight)
+        with self._write() as session:
+            row = session.get(DescriptorVersion, model_id)
+            if row is None:
+                row = DescriptorVersion(
+                    model_id=model_id,
+                    kind="fused",
+                    parent_id=version.parent_id,
+                    onnx_file=version.onnx_file,
+                    onnx_sha256=version.onnx_sha256,
+                    scale=version.scale,
+                    report=_json_safe(version.report) if version.report else None,
+                    created_at=utcnow(),
+                )
+                session.add(row)
+            record = VersionRecord.of(row)
+        log.info("registered model version %s (parent %s)", model_id, version.parent_id)
+        return record
+
     def calibrate_like_parent(
         self, model_id: str, people: Sequence[str], embeddings: np.ndarray, source: str = ""
     ) -> dict[str, Any]:
@@ -372,13 +414,23 @@ class VersionedStore(Store):
         """
         from faceid.store.calibrate import MIN_IDENTITIES, LabelledFaces, calibrate_faces
         from faceid.store.match import METHOD_DISTANCE, Calibration
+        from faceid.vision.sface import descriptor_dimensions, split_fused_id
 
         version = self.get_version(model_id)
-        parent = self.calibration(self.face_model_id(version.parent_id)) if version.parent_id else None
+        like = version.parent_id
+        fused_parent = split_fused_id(like) if like else None
+        if fused_parent is not None and split_fused_id(version.model_id) is None:
+            like = fused_parent[0]  # a plain fine-tune of a fused parent is calibrated like the parent's dlib part
+        parent = self.calibration(self.face_model_id(like)) if like else None
         if parent is None:
             return {"calibrated": False, "reason": "the parent version has no calibration; the distance rule applies"}
         names = sorted(set(people))
-        if len(names) < MIN_IDENTITIES:
+        # Held-out descriptors of another length (a fused version's, from a fine-tune that describes with its
+        # dlib part alone) cannot calibrate it: it inherits its parent's stranger distances.
+        comparable = np.asarray(embeddings).ndim == 2 and np.asarray(embeddings).shape[1] == descriptor_dimensions(
+            version.model_id
+        )
+        if len(names) < MIN_IDENTITIES or not comparable:
             inherited = parent.details.get("distance_rule")
             if not inherited:
                 return {
@@ -399,8 +451,13 @@ class VersionedStore(Store):
                 impostor_tail=np.asarray(inherited["impostor_tail"], np.float32),
                 impostor_count=int(inherited["impostor_count"]),
                 details={
-                    "source": f"inherited from {version.parent_id}: {len(names)} held-out people are too few "
-                    f"(calibration needs {MIN_IDENTITIES}); run faceid calibrate for one of its own",
+                    "source": f"inherited from {like}: "
+                    + (
+                        f"{len(names)} held-out people are too few (calibration needs {MIN_IDENTITIES})"
+                        if comparable
+                        else "the fine-tune described its held-out people with the dlib part alone"
+                    )
+                    + "; run faceid calibrate for one of its own",
                 },
             )
             calibration.threshold = calibration.threshold_for(calibration.gallery_size)
@@ -429,9 +486,15 @@ class VersionedStore(Store):
         return {"calibrated": True, **calibration.summary()}
 
     def delete_version(self, ref: str) -> dict[str, Any]:
+        from faceid.vision.sface import split_fused_id
+
         version = self.get_version(ref)
-        if version.kind == "builtin":
+        if version.kind == "builtin" or version.model_id == self.default_model_id():
             raise BadInputError("the built-in model cannot be deleted")
+        built_on = [v.model_id for v in self.list_versions() if (split_fused_id(v.model_id) or ("",))[0] == ref]
+        built_on = [m for m in built_on if m != version.model_id]
+        if built_on:
+            raise ConflictError(f"{', '.join(built_on)} fuses {version.model_id}; delete it first")
         with self._write() as session:
             state = self._row_state(session)
             if version.model_id in (state.active_model_id, state.activating_model_id):
@@ -450,17 +513,24 @@ class VersionedStore(Store):
                 .values(parent_id=version.parent_id)
             )
             session.execute(delete(DescriptorVersion).where(DescriptorVersion.model_id == version.model_id))
-        if version.onnx_file:
+        if version.onnx_file and version.kind != "fused":  # a fused version shares its dlib part's file
             (self.data_dir / version.onnx_file).unlink(missing_ok=True)
         return {"model_id": version.model_id, "embeddings": int(kept or 0)}
 
     # -- one version's embedder and analyzer -------------------------------------------------------
 
-    def embedder_for(self, version: VersionRecord) -> DescriptorEmbedder:
+    def embedder_for(self, version: VersionRecord) -> Embedder:
+        from faceid.vision.sface import split_fused_id
+
         with self._versions_lock:
             embedder = self._embedders.get(version.model_id)
             if embedder is None:
-                embedder = version_embedder(self.onnx_path(version), version.model_id, self._threads, self._mirror)
+                fused = split_fused_id(version.model_id)
+                if fused is not None:
+                    primary = self.embedder_for(self.get_version(fused[0]))
+                    embedder = fused_embedder(primary, fused[1], self._threads, self._mirror)
+                else:
+                    embedder = version_embedder(self.onnx_path(version), version.model_id, self._threads, self._mirror)
                 self._embedders[version.model_id] = embedder
             return embedder
 
@@ -518,6 +588,13 @@ class VersionedStore(Store):
         self._reconcile_if_stale(faces)
         return record
 
+    def enroll_from_event(
+        self, event_id: int, name: str, face: PreparedFace, **person_fields: Any
+    ) -> tuple[PersonRecord, EventRecord]:
+        person, event = super().enroll_from_event(event_id, name, face, **person_fields)
+        self._reconcile_if_stale([face])
+        return person, event
+
     def add_prepared(self, ref: int | str, faces: Sequence[PreparedFace]) -> list[FaceRecord]:
         records = super().add_prepared(ref, faces)
         self._reconcile_if_stale(faces)
@@ -555,10 +632,9 @@ class VersionedStore(Store):
             if not rows:
                 return fixed
             after = int(rows[-1][0])
-            ids, chips, unusable = self._chips(rows)
+            ids, vectors, unusable = self._describe(embedder, rows)
             if unusable:
                 log.warning("%d faces carry another version and have no stored photo to re-embed from", len(unusable))
-            vectors = embedder.embed(chips)
             with self._write() as session:
                 for face_id, vector in zip(ids, vectors, strict=True):
                     session.execute(
@@ -575,7 +651,7 @@ class VersionedStore(Store):
         with self._read() as session:
             state = self._row_state(session)
             return {
-                "active": state.active_model_id or self.builtin_model_id(),
+                "active": state.active_model_id or self.default_model_id(),
                 "previous": state.previous_model_id,
                 "activating": state.activating_model_id,
                 "done": state.done,
@@ -605,13 +681,15 @@ class VersionedStore(Store):
             session.scalar(select(func.count()).select_from(Face).where(Face.model_id != target, ~staged.exists())) or 0
         )
 
-    def _chips(self, rows: list[Any]) -> tuple[list[int], np.ndarray, list[int]]:
-        """Chips of faces from their stored photo and landmarks; also the ids that have none."""
+    def _describe(self, embedder: Embedder, rows: list[Any]) -> tuple[list[int], np.ndarray, list[int]]:
+        """Descriptors by ``embedder`` of faces, from their stored photo and landmarks (an embedder that
+        describes from the photo itself, as a fused one does, gets it); also the ids that have none."""
         from faceid.vision.align import face_chips
         from faceid.vision.analyzer import CHIP_PADDING, CHIP_SIZE
         from faceid.vision.image import load_image
 
-        ids, chips, unusable = [], [], []
+        embed_faces = getattr(embedder, "embed_faces", None)
+        ids, chips, vectors, unusable = [], [], [], []
         for face_id, sha, image_type, landmarks in rows:
             if not sha or not image_type or not landmarks:
                 unusable.append(int(face_id))
@@ -623,10 +701,17 @@ class VersionedStore(Store):
                 unusable.append(int(face_id))
                 continue
             points = np.asarray(landmarks, np.float32).reshape(-1, 2)
-            chips.append(face_chips(rgb, [points], size=CHIP_SIZE, padding=CHIP_PADDING)[0])
+            chip = face_chips(rgb, [points], size=CHIP_SIZE, padding=CHIP_PADDING)[0]
+            if embed_faces is not None:
+                vectors.append(embed_faces(rgb, [points], chip[None])[0])
+            else:
+                chips.append(chip)
             ids.append(int(face_id))
-        stacked = np.stack(chips) if chips else np.zeros((0, 150, 150, 3), np.uint8)
-        return ids, stacked, unusable
+        if embed_faces is None:
+            described = embedder.embed(np.stack(chips)) if chips else np.zeros((0, 128), np.float32)
+        else:
+            described = np.stack(vectors) if vectors else np.zeros((0, 128), np.float32)
+        return ids, described, unusable
 
     def _stage(self, target: VersionRecord, report: Callable[[int, int], None], bar: Any) -> None:
         """Stage a ``target`` descriptor for every face that lacks one; faces added meanwhile are picked up too."""
@@ -643,13 +728,12 @@ class VersionedStore(Store):
             if not rows:
                 return
             after = int(rows[-1][0])
-            ids, chips, unusable = self._chips(rows)
+            ids, vectors, unusable = self._describe(embedder, rows)
             if unusable:
                 raise BadInputError(
                     f"{len(unusable)} faces (ids {', '.join(map(str, unusable[:10]))}) have no readable stored "
                     f"photo and landmarks to re-embed from; remove them before activating {target.model_id}"
                 )
-            vectors = embedder.embed(chips)
             with self._write() as session:
                 existing = set(session.scalars(select(Face.id).where(Face.id.in_(ids))))
                 session.add_all(
@@ -676,7 +760,7 @@ class VersionedStore(Store):
         started = time.monotonic()
         with self._write() as session:
             state = self._row_state(session)
-            current = state.active_model_id or self.builtin_model_id()
+            current = state.active_model_id or self.default_model_id()
             if state.activating_model_id not in (None, target.model_id):
                 raise ConflictError(f"{state.activating_model_id} is being activated; wait for it to finish")
             if current == target.model_id:
@@ -723,7 +807,7 @@ class VersionedStore(Store):
             if self._count_missing(session, face_model):
                 return None
             state = self._row_state(session)
-            if (state.active_model_id or self.builtin_model_id()) != current:
+            if (state.active_model_id or self.default_model_id()) != current:
                 raise ConflictError("the active version changed during the activation; activate again")
             moving = list(session.scalars(select(Face.id).where(Face.model_id != face_model)))
             if self.backend == "postgresql":
@@ -747,7 +831,7 @@ class VersionedStore(Store):
             )
             session.execute(delete(FaceEmbedding).where(FaceEmbedding.model_id == face_model))
             state.previous_model_id = current
-            state.active_model_id = None if target == self.builtin_model_id() else target
+            state.active_model_id = None if target == self.default_model_id() else target
             state.activating_model_id = None
             state.switched_at = state.updated_at = utcnow()
             self._log_faces(session, moving)
@@ -788,6 +872,16 @@ def version_embedder(
     return VersionEmbedder(device=device, threads=threads, mirror=mirror, onnx_path=onnx_path)
 
 
+def fused_embedder(
+    primary: Embedder, weight: float, threads: int | None = None, mirror: bool = False, device: str = "cpu"
+) -> Embedder:
+    """``primary``'s descriptor fused with SFace's (faceid.vision.sface.FusedEmbedder)."""
+    from faceid.vision.sface import FusedEmbedder, SFaceEmbedder
+
+    second = SFaceEmbedder(device=device, threads=threads, mirror=mirror)
+    return FusedEmbedder(weight=weight, primary=primary, second=second)  # type: ignore[arg-type]
+
+
 def analyzer_for_model(
     ref: str, base: Analyzer | None = None, data_dir: str | None = None, db: str | None = None
 ) -> Analyzer:
@@ -801,22 +895,18 @@ def analyzer_for_model(
     finally:
         store.close()
     base = base or Analyzer()
-    return base.with_embedder(version_embedder(path, version.model_id, base.threads, base.mirror, base.device))
+    from faceid.vision.sface import split_fused_id
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.floating | np.integer):
-        return value.item()
-    if isinstance(value, Path | datetime):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} in a JSON column")
+    fused = split_fused_id(version.model_id)
+    if fused is None:
+        return base.with_embedder(version_embedder(path, version.model_id, base.threads, base.mirror, base.device))
+    primary = version_embedder(path, fused[0], base.threads, base.mirror, base.device)
+    return base.with_embedder(fused_embedder(primary, fused[1], base.threads, base.mirror, base.device))
 
 
 def _json_safe(value: Any) -> Any:
     """A report as plain JSON: numpy numbers, paths and times turned into numbers and text."""
-    return None if value is None else json.loads(json.dumps(value, default=_plain))
+    return None if value is None else json.loads(json.dumps(value, default=json_default))
 
 
 def analyzer_embedding(analyzer: Analyzer, image: bytes) -> np.ndarray:

@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -36,12 +36,16 @@ from faceid.models.torch_runtime import torch_cuda_reason
 from faceid.thresholds import DLIB_DISTANCE_THRESHOLD
 from faceid.train.chips import ChipSet, extract_chips
 from faceid.train.datasets import FaceDataset, Photo, split_people
-from faceid.train.features import compute_features, split_model
+from faceid.train.features import FeatureStore, compute_features, split_model
 from faceid.train.network import DescriptorNet, load_descriptor_net
 from faceid.train.report import Pairs, compare, make_pairs, pair_distances, save_report
 from faceid.train.trainer import Trainer, TrainSettings
 from faceid.vision.analyzer import Analyzer
+from faceid.vision.detect import DEFAULT_DETECTOR
 from faceid.vision.embed import DescriptorEmbedder, descriptor_onnx_path
+
+if TYPE_CHECKING:
+    from faceid.store.versions import VersionedStore, VersionRecord
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ class FinetuneOptions:
     calibration: str = "far"  # one of CALIBRATIONS
     calibration_people: float = 0.1  # with calibration="split": share of the training side set aside
     pick: str = "largest"
-    detector: str = "fast"
+    detector: str = DEFAULT_DETECTOR
     guard_pairs: str | None = None  # an LFW pairs file; images under its folder unless guard_root
     guard_root: str | None = None
     baseline_onnx: str | None = None  # what "original" means in the report (default: dlib's model)
@@ -384,27 +388,21 @@ def read_run_file(run_dir: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text()))
 
 
-def run_finetune(
-    dataset: FaceDataset,
-    options: FinetuneOptions,
-    run_dir: Path,
-    progress: bool = True,
-    version: str | None = None,
-) -> FinetuneResult:
-    """Fine-tune on ``dataset``, resuming from ``run_dir``'s checkpoint if it holds one."""
-    timing: dict[str, float] = {}
-    started = time.monotonic()
-    device = resolve_device(options.device)
-    log.info("fine-tuning on %s", describe_device(device))
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    analyzer = Analyzer(options.detector, threads=options.threads)
+def extract_training_chips(
+    dataset: FaceDataset, options: FinetuneOptions, analyzer: Analyzer, progress: bool
+) -> tuple[ChipSet, dict[str, int]]:
+    """Aligned chips of the dataset's photos (cached), and how many photos were left out, by reason."""
     chipset = extract_chips(dataset.photos, analyzer, pick=options.pick, progress=progress)
     extraction = dict(chipset.failures)
     for photo, reason in chipset.failed[:20]:
         log.info("left out %s: %s", photo.path, reason)
-    timing["chips"] = time.monotonic() - started
+    return chipset, extraction
+
+
+def split_for_training(
+    dataset: FaceDataset, chipset: ChipSet, options: FinetuneOptions, extraction: dict[str, int]
+) -> Split:
+    """Split: people (not photos) into trained and held out; refused with fewer than 2 to train on."""
     people_of = [photo.person for photo in chipset.photos]
     split = make_split(dataset, chipset, options)
     if len({people_of[i] for i in split.train}) < 2:
@@ -413,34 +411,43 @@ def run_finetune(
             f"({_describe(extraction)}); nothing to fine-tune on"
         )
     log.info("split: %s", split.summary(people_of))
+    return split
 
-    settings = options.settings
-    net = load_descriptor_net().to(device)
-    first = net.first_trainable(settings.trainable)
-    base_onnx = descriptor_onnx_path()
-    baseline = options.baseline_onnx or base_onnx
-    mark = time.monotonic()
-    features = compute_features(
-        _select(chipset, split.train),
-        base_onnx,
-        first,
-        settings.views,
-        run_dir / "features.npy",
-        seed=settings.seed,
-        threads=options.threads,
-        progress=progress,
-        device=device,
-    )
-    timing["frozen_features"] = time.monotonic() - mark
-    trainer = Trainer(
-        net, features, _labels(people_of, split.train), settings, run_dir, progress=progress, device=device
-    )
-    trainer.load_checkpoint()
-    result = trainer.train()
-    timing["training"] = result.seconds
 
-    mark = time.monotonic()
-    calibration_rng = np.random.default_rng(settings.seed + 2)
+@dataclass
+class Calibration:
+    """How the new descriptor was scaled so that dlib's threshold holds for it."""
+
+    method: str
+    source: str  # in words: which pairs and which criterion gave the threshold
+    pairs: int
+    raw_threshold: float
+    scale: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "source": self.source,
+            "pairs": self.pairs,
+            "raw_threshold": self.raw_threshold,
+            "scale": self.scale,
+            "threshold": DLIB_DISTANCE_THRESHOLD,
+        }
+
+
+def calibrate(
+    net: DescriptorNet,
+    features: FeatureStore,
+    first: int,
+    chipset: ChipSet,
+    split: Split,
+    options: FinetuneOptions,
+    run_dir: Path,
+    device: str,
+) -> Calibration:
+    """Calibrate: the new descriptor's threshold, to be scaled to 0.6."""
+    people_of = [photo.person for photo in chipset.photos]
+    calibration_rng = np.random.default_rng(options.settings.seed + 2)
     if options.calibration == "split":
         unscaled = net.export_onnx(run_dir / "model-unscaled.onnx")
         embedder = DescriptorEmbedder(onnx_path=str(unscaled), threads=options.threads, device=device, precision="fp32")
@@ -468,13 +475,21 @@ def run_finetune(
             raw_threshold = best_threshold(distances, calibration_pairs.same)
             source = f"the best threshold for {len(calibration_pairs)} pairs of the training photos"
     scale = DLIB_DISTANCE_THRESHOLD / raw_threshold
-    model_path = net.export_onnx(run_dir / MODEL_FILE, scale=scale)
-    new = str(model_path)
-    timing["export_and_calibration"] = time.monotonic() - mark
+    return Calibration(options.calibration, source, len(calibration_pairs), raw_threshold, scale)
 
-    mark = time.monotonic()
-    models = ModelPair(baseline, new, first, run_dir / "eval", options.threads, device)
-    report_rng = np.random.default_rng(settings.seed + 3)
+
+def evaluate(
+    models: ModelPair,
+    chipset: ChipSet,
+    split: Split,
+    options: FinetuneOptions,
+    analyzer: Analyzer,
+    progress: bool,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Evaluate: baseline against new on the held-out people, the held-out photos and the guard pairs.
+    Returns the report's sections and the new model's descriptors of the held-out people's photos."""
+    people_of = [photo.person for photo in chipset.photos]
+    report_rng = np.random.default_rng(options.settings.seed + 3)
     sections: dict[str, Any] = {}
     heldout_embeddings = np.zeros((0, 128), np.float32)
     if split.heldout_people:
@@ -506,6 +521,65 @@ def run_finetune(
     guard = guard_section(options, split.train_side_people, analyzer, models, progress)
     if guard is not None:
         sections["guard"] = guard
+    return sections, heldout_embeddings
+
+
+def run_finetune(
+    dataset: FaceDataset,
+    options: FinetuneOptions,
+    run_dir: Path,
+    progress: bool = True,
+    version: str | None = None,
+) -> FinetuneResult:
+    """Fine-tune on ``dataset``, resuming from ``run_dir``'s checkpoint if it holds one: split, frozen
+    features, train, calibrate and export, evaluate. Registering the result is :func:`register_finetune`."""
+    timing: dict[str, float] = {}
+    started = time.monotonic()
+    device = resolve_device(options.device)
+    log.info("fine-tuning on %s", describe_device(device))
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    analyzer = Analyzer(options.detector, threads=options.threads)
+    chipset, extraction = extract_training_chips(dataset, options, analyzer, progress)
+    timing["chips"] = time.monotonic() - started
+    people_of = [photo.person for photo in chipset.photos]
+    split = split_for_training(dataset, chipset, options, extraction)
+
+    # The frozen stages run once on a few views of every training chip; training runs on their output.
+    settings = options.settings
+    net = load_descriptor_net().to(device)
+    first = net.first_trainable(settings.trainable)
+    base_onnx = descriptor_onnx_path()
+    mark = time.monotonic()
+    features = compute_features(
+        _select(chipset, split.train),
+        base_onnx,
+        first,
+        settings.views,
+        run_dir / "features.npy",
+        seed=settings.seed,
+        threads=options.threads,
+        progress=progress,
+        device=device,
+    )
+    timing["frozen_features"] = time.monotonic() - mark
+    trainer = Trainer(
+        net, features, _labels(people_of, split.train), settings, run_dir, progress=progress, device=device
+    )
+    trainer.load_checkpoint()
+    result = trainer.train()
+    timing["training"] = result.seconds
+
+    mark = time.monotonic()
+    calibration = calibrate(net, features, first, chipset, split, options, run_dir, device)
+    model_path = net.export_onnx(run_dir / MODEL_FILE, scale=calibration.scale)
+    timing["export_and_calibration"] = time.monotonic() - mark
+
+    mark = time.monotonic()
+    baseline = options.baseline_onnx or base_onnx
+    models = ModelPair(baseline, str(model_path), first, run_dir / "eval", options.threads, device)
+    sections, heldout_embeddings = evaluate(models, chipset, split, options, analyzer, progress)
     timing["evaluation"] = time.monotonic() - mark
     timing["total"] = time.monotonic() - started
 
@@ -526,14 +600,7 @@ def run_finetune(
             "threads": torch.get_num_threads(),
             "device": describe_device(device),
         },
-        "calibration": {
-            "method": options.calibration,
-            "source": source,
-            "pairs": len(calibration_pairs),
-            "raw_threshold": raw_threshold,
-            "scale": scale,
-            "threshold": DLIB_DISTANCE_THRESHOLD,
-        },
+        "calibration": calibration.to_dict(),
         "timing": timing,
         **sections,
     }
@@ -541,12 +608,41 @@ def run_finetune(
     return FinetuneResult(
         run_dir,
         model_path,
-        scale,
+        calibration.scale,
         report,
         paths,
         [people_of[i] for i in split.heldout_people],
         heldout_embeddings,
     )
+
+
+def register_finetune(
+    store: VersionedStore,
+    result: FinetuneResult,
+    parent: str | None,
+    activate: bool = False,
+    progress: bool = False,
+) -> VersionRecord:
+    """Register: the new model as a descriptor version of ``store``, its open-set calibration taken
+    like its parent's from the held-out people, the report rewritten with both; activated if asked."""
+    from faceid.vision.sface import split_fused_id
+
+    version = store.register_version(result.model_path, parent=parent, report=result.report, scale=result.scale)
+    result.report["version"] = version.model_id
+    result.report["store_calibration"] = store.calibrate_like_parent(
+        version.model_id, result.heldout_people, result.heldout_embeddings
+    )
+    if parent and (fused := split_fused_id(parent)) is not None:
+        # The fine-tune trained the parent's dlib part; the new version is fused with SFace the same way.
+        version = store.register_fused(version, fused[1])
+        result.report["version"] = version.model_id
+        result.report["store_calibration_fused"] = store.calibrate_like_parent(
+            version.model_id, result.heldout_people, result.heldout_embeddings
+        )
+    result.report_paths = save_report(result.report, result.run_dir)
+    if activate:
+        store.activate(version.model_id, progress=progress)
+    return version
 
 
 def _describe(counts: dict[str, int]) -> str:

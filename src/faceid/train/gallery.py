@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-from sqlalchemy import select
 
 from faceid.errors import BadInputError
-from faceid.store.schema import Face, Person
 from faceid.store.store import Store
 from faceid.train.datasets import FaceDataset, Photo, check_trainable, drop_small_people
 
@@ -17,14 +15,15 @@ def gallery_dataset(store: Store) -> FaceDataset:
     """The people of the store as a labelled data set: each face is a photo, placed by its stored landmarks."""
     photos: list[Photo] = []
     skipped = 0
-    with store._read() as session:
-        rows = session.execute(
-            select(Face.id, Person.name, Face.image_sha256, Face.image_type, Face.landmarks)
-            .join(Person, Person.id == Face.person_id)
-            .order_by(Face.id)
-        ).all()
     everyone: set[str] = set()
-    for face_id, name, sha, image_type, landmarks in rows:
+    for face in store.face_images():
+        face_id, name, sha, image_type, landmarks = (
+            face.face_id,
+            face.person_name,
+            face.image_sha256,
+            face.image_type,
+            face.landmarks,
+        )
         everyone.add(name)
         if not sha or not image_type or not landmarks:
             skipped += 1

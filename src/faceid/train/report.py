@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from faceid.eval.metrics import accuracy_at, best_threshold, kfold_accuracy, roc_auc, tar_at_far
+from faceid.plain_json import json_default
 from faceid.thresholds import DLIB_DISTANCE_THRESHOLD
 
 
@@ -218,16 +219,6 @@ def render_markdown(report: dict[str, Any]) -> str:
 def save_report(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     json_path, md_path = folder / "report.json", folder / "report.md"
-    json_path.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    json_path.write_text(json.dumps(report, indent=2, default=json_default) + "\n")
     md_path.write_text(render_markdown(report))
     return json_path, md_path
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.floating | np.integer):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")

@@ -181,9 +181,11 @@ class Analyzer:
 
 def photo_analyzer(**options: object) -> Analyzer:
     """The pipeline for photos (enrollment, identify by photo, import, evaluation): the most accurate measured."""
-    from faceid.vision.detect import PHOTO_DETECTOR, PHOTO_MIRROR
+    from faceid.vision.detect import PHOTO_DETECTOR, PHOTO_MIRROR, PHOTO_SECOND_OPINION
 
     settings: dict[str, object] = {"mirror": PHOTO_MIRROR, **options}
+    if "embedder" not in settings:
+        settings.setdefault("second_opinion", PHOTO_SECOND_OPINION)
     return Analyzer(str(settings.pop("detector", PHOTO_DETECTOR)), **settings)  # type: ignore[arg-type]
 
 
@@ -200,6 +202,26 @@ def _available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def same_person_threshold(embedding: np.ndarray) -> float:
+    """The same-person distance for descriptors like ``embedding``: dlib's 0.6 for its 128 values, 1.0 for
+    dlib's fused with SFace's (256 values; faceid.thresholds)."""
+    from faceid.thresholds import DLIB_DISTANCE_THRESHOLD, SFACE_FUSED_THRESHOLD
+
+    return SFACE_FUSED_THRESHOLD if np.shape(embedding)[-1] == 256 else DLIB_DISTANCE_THRESHOLD
+
+
+def same_person(a: Face | np.ndarray, b: Face | np.ndarray) -> bool:
+    """Are two faces (or descriptors of one model) the same person, by that model's own threshold?
+    One pair of photos; identification against a gallery uses the store's calibrated rule instead."""
+    first = a.embedding if isinstance(a, Face) else np.asarray(a)
+    second = b.embedding if isinstance(b, Face) else np.asarray(b)
+    if np.shape(first) != np.shape(second):
+        raise ValueError(
+            f"descriptors of different models cannot be compared ({np.shape(first)} vs {np.shape(second)})"
+        )
+    return float(distance(first, second)) < same_person_threshold(first)
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:

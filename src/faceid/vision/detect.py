@@ -14,6 +14,10 @@ DEFAULT_DETECTOR = "fast"
 # accurate path measured, video the fast one (bench/RESULTS.md, "Photo pipeline").
 PHOTO_DETECTOR = "photo"
 PHOTO_MIRROR = True
+# Photos are described by dlib's descriptor fused with SFace's (faceid.vision.sface): on faces-dev it halves the
+# pair errors (99.11% -> 99.53%) and lifts DIR at FPIR 1% from 86% to 97% at 50 people, for ~3x the cost per
+# face (bench/RESULTS.md, "A second opinion" and "Decisions out of the box"). None: dlib's descriptor alone.
+PHOTO_SECOND_OPINION: str | None = "sface"
 VIDEO_DETECTOR = "fast"
 VIDEO_MIRROR = False
 

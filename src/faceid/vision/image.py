@@ -26,7 +26,8 @@ ImageSource = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | 
 Image.MAX_IMAGE_PIXELS = None
 
 
-def _describe(source: Any) -> str:
+def describe_source(source: Any) -> str:
+    """An image source in words, for messages: its path, its size in bytes or its type."""
     if isinstance(source, str | os.PathLike):
         return str(source)
     if isinstance(source, bytes | bytearray | memoryview):
@@ -49,7 +50,7 @@ def load_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS) -> np.nd
         data = path.read_bytes()
     else:
         raise ImageError(f"cannot read an image from a {type(source).__name__}")
-    name = _describe(source)
+    name = describe_source(source)
     if not data:
         raise ImageError(f"{name}: empty file")
     try:

@@ -5,7 +5,7 @@ tree and every sample at once; for the one to four faces of a video frame most o
 overhead. These loops do the same arithmetic in the same order and precision (float32 where dlib uses float,
 float64 where it uses double, integer grey levels, truncation to uint8), one face and one pixel at a time, and
 walk each tree only along its path (4 comparisons instead of 15). The results are identical to the numpy code's:
-the parity tests run on whichever path is active, and tests/test_kernels.py compares the two.
+the parity tests run on whichever path is active, and tests/vision/test_kernels.py compares the two.
 
 numba is optional: without it (or with ``FACEID_NO_JIT=1``) :data:`AVAILABLE` is False and the numpy code runs.
 Compiled functions are cached on disk (numba's cache), so only the first run on a machine pays the compile
@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from functools import cache
 from typing import Any
 
 import numpy as np
 
+from faceid.settings import current
+
 log = logging.getLogger(__name__)
 
 # numba is imported (and the loops compiled, or loaded from numba's cache) on first use, not at import.
-AVAILABLE = importlib.util.find_spec("numba") is not None and not os.environ.get("FACEID_NO_JIT")
+AVAILABLE = importlib.util.find_spec("numba") is not None and not current().no_jit
 
 
 @cache

@@ -14,6 +14,7 @@ they use any other model (its own ``model_id``, 256 values).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from functools import cached_property
 
@@ -38,6 +39,31 @@ ARCFACE_TEMPLATE_112 = np.array(
 # (bench/sface_template.py). The nose *base* sits 8 px below the ArcFace nose *tip*, so mapping one onto the
 # other (the obvious shortcut) squashes the face.
 DLIB5_IN_ARCFACE_112 = np.array([[80.17, 52.74], [66.44, 53.24], [31.41, 53.03], [45.34, 53.34], [56.18, 79.72]])
+
+
+_FUSED_ID = re.compile(r"^(?P<primary>.+)\+(?P<second>sface-[^+@]+)@(?P<weight>[0-9]+(?:\.[0-9]+)?)$")
+
+
+def fused_model_id(primary_id: str, weight: float = SFACE_FUSION_WEIGHT) -> str:
+    """The id of ``primary_id``'s descriptor fused with this SFace's, e.g.
+    ``dlib-resnet-v1:55533b28+sface-2021dec:fb143eea@0.65``."""
+    return f"{primary_id}+{MODEL_ID}@{weight:g}"
+
+
+def split_fused_id(model_id: str) -> tuple[str, float] | None:
+    """``(primary id, weight)`` of a fused model id; None for any other id. A fused id naming another SFace
+    file than the one installed is refused: its descriptors could not be computed here."""
+    match = _FUSED_ID.match(model_id)
+    if match is None:
+        return None
+    if match["second"] != MODEL_ID:
+        raise ValueError(f"{model_id!r} fuses {match['second']}, but this faceid has {MODEL_ID}")
+    return match["primary"], float(match["weight"])
+
+
+def descriptor_dimensions(model_id: str) -> int:
+    """How many values a descriptor of ``model_id`` has (dlib's and its fine-tunes 128, fused 256)."""
+    return 128 + DIMENSIONS if _FUSED_ID.match(model_id) else 128
 
 
 def crop_details(landmarks5: np.ndarray, size: int = INPUT_SIZE) -> ChipDetails:

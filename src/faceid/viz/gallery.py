@@ -11,20 +11,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from faceid.errors import FaceidError
-from faceid.store.schema import Event, Face, Person
+from faceid.vision.boxes import iou
 
 if TYPE_CHECKING:
-    from faceid.store import Store
+    from faceid.store import EventRecord, Store
     from faceid.vision.analyzer import Analyzer
 
 log = logging.getLogger(__name__)
@@ -65,9 +62,7 @@ class UnknownEmbeddings:
 
 def face_models(store: Store) -> dict[str, int]:
     """Faces per descriptor model id."""
-    with Session(store.engine) as session:
-        rows = session.execute(select(Face.model_id, func.count()).group_by(Face.model_id)).all()
-    return {str(m): int(n) for m, n in rows}
+    return store.faces_by_model()
 
 
 def choose_model(store: Store, model_id: str | None = None) -> str:
@@ -87,21 +82,13 @@ def load_gallery(
     """Every face of ``model_id`` with its descriptor; over ``max_faces``, whole people drawn at random (with
     ``seed``) until about that many faces, so that every person shown is shown with all their faces."""
     model = choose_model(store, model_id)
-    with Session(store.engine) as session:
-        rows = session.execute(
-            select(Face.id, Face.person_id, Face.embedding, Face.image_sha256)
-            .where(Face.model_id == model)
-            .order_by(Face.id)
-        ).all()
-    total = len(rows)
-    if not rows:
+    faces = store.gallery_faces(model)
+    total = len(faces)
+    if not total:
         return GalleryEmbeddings(
             model, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 128), np.float32), np.zeros(0, bool)
         )
-    face_ids = np.array([r[0] for r in rows], np.int64)
-    person_ids = np.array([r[1] for r in rows], np.int64)
-    embeddings = np.stack([np.asarray(r[2], np.float32) for r in rows])
-    has_image = np.array([r[3] is not None for r in rows], bool)
+    face_ids, person_ids, embeddings, has_image = faces.face_ids, faces.person_ids, faces.embeddings, faces.has_image
     if max_faces is not None and total > max_faces:
         people, counts = np.unique(person_ids, return_counts=True)
         order = np.random.default_rng(seed).permutation(len(people))
@@ -114,23 +101,8 @@ def load_gallery(
             embeddings[keep],
             has_image[keep],
         )
-    ids = sorted({int(p) for p in person_ids})
-    names: dict[int, str] = {}
-    with Session(store.engine) as session:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            names.update(
-                {int(i): str(n) for i, n in session.execute(select(Person.id, Person.name).where(Person.id.in_(chunk)))}
-            )
+    names = store.person_names(int(p) for p in person_ids)
     return GalleryEmbeddings(model, face_ids, person_ids, embeddings, has_image, names, total)
-
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 class EventEmbeddings:
@@ -156,10 +128,10 @@ class EventEmbeddings:
 
 
 def event_embedding(
-    store: Store, event: Event, model_id: str, analyzer: Analyzer | None, dim: int = 128
+    store: Store, event: EventRecord, model_id: str, analyzer: Analyzer | None, dim: int = 128
 ) -> np.ndarray | None:
     """The descriptor of one event (see the module notes), or None when it has none to give."""
-    meta = event.meta or {}
+    meta = event.metadata or {}
     stored = meta.get("embedding")
     if isinstance(stored, list) and len(stored) == dim and (event.model_id in (None, model_id)):
         try:
@@ -179,7 +151,7 @@ def event_embedding(
         return None
     if event.box and len(event.box) == 4:
         box = [float(v) for v in event.box]
-        best = max(faces, key=lambda f: _iou(box, [float(v) for v in f.box]))
+        best = max(faces, key=lambda f: iou(box, [float(v) for v in f.box]))
         return np.asarray(best.embedding, np.float32)
     return np.asarray(faces[0].embedding, np.float32)  # analyze() lists the largest face first
 
@@ -196,14 +168,7 @@ def load_unknown_events(
     empty = UnknownEmbeddings(np.zeros(0, np.int64), np.zeros((0, 128), np.float32), [], [], np.zeros(0, bool))
     if limit <= 0:
         return empty
-    with Session(store.engine) as session:
-        events = list(
-            session.scalars(
-                select(Event).where(Event.person_id.is_(None)).order_by(Event.time.desc(), Event.id.desc()).limit(limit)
-            )
-        )
-        for event in events:
-            session.expunge(event)
+    events = store.list_events(unknown_only=True, limit=limit)  # newest first
     ids, vectors, times, sources, snapshots = [], [], [], [], []
     skipped = 0
     for event in tqdm(events, desc="unknown events", unit="event", disable=not progress, leave=False):

@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from faceid.errors import BadInputError, FaceidError
-from faceid.store.schema import Face
+from faceid.plain_json import json_default
 from faceid.viz.curves import (
     compute_curves,
     curves_to_dict,
@@ -42,17 +40,9 @@ log = logging.getLogger(__name__)
 def _write_json(data: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".part")
-    temporary.write_text(json.dumps(data, indent=1, default=_plain))
+    temporary.write_text(json.dumps(data, indent=1, default=json_default))
     temporary.replace(path)
     return path
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.floating | np.integer | np.bool_):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def write_gallery_visuals(
@@ -126,23 +116,18 @@ def gallery_chips(store: Store, face_ids: np.ndarray, progress: bool = False) ->
     from faceid.vision.image import load_image
 
     wanted = [int(f) for f in face_ids]
-    rows: dict[int, Any] = {}
-    with Session(store.engine) as session:
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            query = select(Face.id, Face.image_sha256, Face.image_type, Face.landmarks).where(Face.id.in_(chunk))
-            rows.update({int(r[0]): r for r in session.execute(query)})
+    rows = {row.face_id: row for row in store.face_images(wanted)}
     ids, chips = [], []
     for face_id in tqdm(wanted, desc="chips", unit="face", disable=not progress, leave=False):
         row = rows.get(face_id)
-        if row is None or not row[1] or not row[2] or not row[3]:
+        if row is None or not row.image_sha256 or not row.image_type or not row.landmarks:
             continue
         try:
-            rgb = load_image(store.files.read(row[1], row[2]))
+            rgb = load_image(store.files.read(row.image_sha256, row.image_type))
         except (OSError, FaceidError) as error:
             log.warning("face %d: its photo cannot be read (%s)", face_id, error)
             continue
-        points = np.asarray(row[3], np.float32).reshape(-1, 2)
+        points = np.asarray(row.landmarks, np.float32).reshape(-1, 2)
         chips.append(face_chips(rgb, [points], size=CHIP_SIZE, padding=CHIP_PADDING)[0])
         ids.append(face_id)
     stacked = np.stack(chips) if chips else np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
@@ -168,7 +153,7 @@ def resolve_embedder(
             from faceid.store.versions import VersionedStore
         except ImportError:
             raise BadInputError(f"{ref!r}: this faceid has no model versions; pass two .onnx files") from None
-        with VersionedStore(store.data_dir, store.url.render_as_string(hide_password=False)) as versions:
+        with VersionedStore(store.data_dir, database=store.database) as versions:
             version = versions.get_version(ref)
             onnx_path = versions.onnx_path(version)
     return version.model_id, DescriptorEmbedder(device=device, threads=threads, onnx_path=onnx_path)

@@ -14,7 +14,6 @@ from faceid.server.auth import (
     SESSION_COOKIE,
     Principal,
     clear_session_cookies,
-    client_address,
     identify_principal,
     require,
     set_session_cookies,
@@ -32,6 +31,7 @@ from faceid.server.schemas import (
     UserOut,
     UserUpdate,
 )
+from faceid.server.services import client_address
 from faceid.store.accounts import LoginFailed, LoginThrottled, key_scopes
 
 router = APIRouter(tags=["accounts"], responses=ERRORS)

@@ -11,8 +11,6 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
 from faceid.errors import BadInputError, MultipleFacesError, NoFaceError, NotFoundError
 from faceid.server.api.common import ERRORS, MAX_ID, EventId, Limit, Offset, Svc
@@ -26,17 +24,14 @@ from faceid.server.views import (
     event_for,
     event_out,
     events_out,
-    get_event,
     image_response,
     image_version,
     media_type,
-    person_names,
 )
 from faceid.store import EventRecord
-from faceid.store.database import WRITE_OPTION
 from faceid.store.photos import prepared_from_face
-from faceid.store.schema import Event
 from faceid.thresholds import EVENT_FACE_MIN_IOU
+from faceid.vision.boxes import iou
 from faceid.vision.image import load_image
 from faceid.vision.types import Detection, Face
 
@@ -142,12 +137,6 @@ def _json_field(text: str | None, name: str, kind: type) -> Any:
     return value
 
 
-def _by_key(svc: Any, key: str) -> EventRecord | None:
-    with Session(svc.store.engine) as session:
-        event = session.scalar(select(Event).where(Event.idempotency_key == key))
-        return EventRecord.of(event) if event is not None else None
-
-
 @router.post(
     "/events",
     response_model=EventOut,
@@ -179,10 +168,10 @@ def ingest_event(
     ] = None,
 ) -> Any:
     key = (idempotency_header or idempotency_key or "").strip() or None
-    existing = _by_key(svc, key) if key is not None else None
+    existing = svc.store.event_by_key(key) if key is not None else None
     if existing is not None:
         svc.metrics.ingested.labels("duplicate").inc()
-        name = person_names(svc.store, [existing.person_id]).get(existing.person_id or -1)
+        name = svc.store.person_names([existing.person_id]).get(existing.person_id or -1)
         return JSONResponse(json.loads(json.dumps(event_out(existing, name))), status_code=200)
     box_value = _json_field(box, "box", list)
     if box_value is not None and (
@@ -210,7 +199,7 @@ def ingest_event(
     except NotFoundError as error:
         raise ApiError(422, str(error), "bad_input") from None
     svc.metrics.ingested.labels("new").inc()
-    name = person_names(svc.store, [record.person_id]).get(record.person_id or -1)
+    name = svc.store.person_names([record.person_id]).get(record.person_id or -1)
     payload = event_out(record, name)
     svc.hub.publish(payload)
     svc.changes.notify("event", record.id)
@@ -220,7 +209,7 @@ def ingest_event(
 
 @router.get("/events/{event_id}", response_model=EventOut, summary="One event")
 def get_one(event_id: EventId, svc: Svc, principal: Viewer) -> dict[str, Any]:
-    event = get_event(svc.store, event_id)
+    event = svc.store.get_event(event_id)
     return event_for(events_out(svc.store, [event])[0], allowed(principal, WRITE))
 
 
@@ -231,7 +220,7 @@ def get_one(event_id: EventId, svc: Svc, principal: Viewer) -> dict[str, Any]:
     summary="The snapshot a device sent with an event",
 )
 def snapshot(event_id: EventId, svc: Svc, _: Viewer, request: Request) -> Response:
-    event = get_event(svc.store, event_id)
+    event = svc.store.get_event(event_id)
     if event.snapshot_sha256 is None or event.snapshot_type is None:
         raise NotFoundError(f"event {event_id} has no snapshot")
     data = svc.store.files.read(event.snapshot_sha256, event.snapshot_type)
@@ -245,7 +234,7 @@ def snapshot(event_id: EventId, svc: Svc, _: Viewer, request: Request) -> Respon
     summary="The face an event is about: a small square crop of its snapshot around its box (JPEG)",
 )
 def event_face_image(event_id: EventId, svc: Svc, _: Viewer, request: Request) -> Response:
-    event = get_event(svc.store, event_id)
+    event = svc.store.get_event(event_id)
     if event.snapshot_sha256 is None or event.snapshot_type is None or event.box is None or len(event.box) != 4:
         raise NotFoundError(f"event {event_id} has no snapshot with a face box")
     data = request.app.state.thumbnails.crop(svc.store, event.snapshot_sha256, event.snapshot_type, event.box)
@@ -254,19 +243,11 @@ def event_face_image(event_id: EventId, svc: Svc, _: Viewer, request: Request) -
 
 @router.delete("/events/{event_id}", response_model=EventOut, summary="Delete an event (and its snapshot)")
 def delete_event(request: Request, event_id: EventId, svc: Svc, principal: Writer) -> dict[str, Any]:
-    event = get_event(svc.store, event_id)
+    event = svc.store.get_event(event_id)
     out = events_out(svc.store, [event])[0]
     svc.store.delete_events([event_id])
     svc.record(request, principal, "event.delete", "event", event_id, {"source": event.source})
     return out
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def event_face(svc: Services, event: EventRecord, rgb: np.ndarray, label: str) -> Face:
@@ -290,8 +271,8 @@ def event_face(svc: Services, event: EventRecord, rgb: np.ndarray, label: str) -
         clipped = [max(0.0, box[0]), max(0.0, box[1]), min(float(width), box[2]), min(float(height), box[3])]
         if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
             raise NoFaceError(f"{label}: the event's box {box} is outside its snapshot ({width}x{height})")
-        best = max(faces, key=lambda f: _iou([float(v) for v in f.box], box), default=None)
-        if best is not None and _iou([float(v) for v in best.box], box) >= EVENT_FACE_MIN_IOU:
+        best = max(faces, key=lambda f: iou([float(v) for v in f.box], box), default=None)
+        if best is not None and iou([float(v) for v in best.box], box) >= EVENT_FACE_MIN_IOU:
             return best
         log.info("%s: no face found at the event's box %s; describing it there", label, box)
         return analyzer.faces_from_detections(rgb, [Detection(box=np.asarray(clipped, np.float32), score=0.0)])[0]
@@ -307,7 +288,7 @@ def event_face(svc: Services, event: EventRecord, rgb: np.ndarray, label: str) -
 def enroll_from_event(
     request: Request, event_id: EventId, body: EnrollFromEvent, svc: Svc, principal: Writer
 ) -> dict[str, Any]:
-    event = get_event(svc.store, event_id)
+    event = svc.store.get_event(event_id)
     if event.snapshot_sha256 is None or event.snapshot_type is None:
         raise ApiError(422, f"event {event_id} has no snapshot to enroll from", "no_face")
     data = svc.store.files.read(event.snapshot_sha256, event.snapshot_type)
@@ -319,13 +300,9 @@ def enroll_from_event(
     face = event_face(svc, event, rgb, label)
     prepared = prepared_from_face(face, svc.store.model_id, data, event.snapshot_type, label)
     warnings = gallery_warnings(svc, [prepared])
-    person = svc.store.enroll_prepared(body.name, [prepared])
-    # The event was of this person all along. The store has no call to re-attribute an event; setting its
-    # person touches nothing that the gallery or any index derives from.
-    with svc.store.engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
-        connection.execute(
-            update(Event).where(Event.id == event_id, Event.person_id.is_(None)).values(person_id=person.id)
-        )
+    # The event was of this person all along: the person, their face and the event's new person are stored
+    # together, or none of them.
+    person, _ = svc.store.enroll_from_event(event_id, body.name, prepared)
     svc.changes.notify("gallery")
     svc.record(
         request, principal, "person.enroll_from_event", "person", person.id, {"name": person.name, "event_id": event_id}

@@ -9,17 +9,13 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
 
 import faceid
 from faceid.server.api.common import ERRORS, Svc
 from faceid.server.auth import GALLERY, VIEW, Principal, require
 from faceid.server.metrics import CONTENT_TYPE
 from faceid.server.schemas import GalleryOut, HealthOut, StatsOut
-from faceid.server.views import count_unknown_since, person_names
-from faceid.store.gallery import current_version
-from faceid.store.schema import Face
+from faceid.vision.sface import descriptor_dimensions
 
 router = APIRouter(tags=["system"])
 
@@ -33,12 +29,7 @@ Viewer = Annotated[Principal, Depends(require(VIEW))]
     summary="Is the server up and its database reachable? (no login needed)",
 )
 def health(svc: Svc) -> JSONResponse:
-    try:
-        with svc.store.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        database = True
-    except Exception:
-        database = False
+    database = svc.store.database.ping()
     body = {
         "status": "ok" if database else "degraded",
         "version": faceid.__version__,
@@ -66,7 +57,7 @@ def stats(svc: Svc, _: Viewer) -> dict[str, Any]:
         "people": info["people"],
         "faces": sum(info["faces_by_model"].values()),
         "events": info["events"],
-        "unknown_events_today": count_unknown_since(svc.store, midnight),
+        "unknown_events_today": svc.store.count_events(unknown_only=True, since=midnight),
         "backend": info["backend"],
         "model_id": svc.store.model_id,
         "detector": svc.store.analyzer.detector_name,
@@ -140,24 +131,23 @@ def gallery_embeddings(
     if_none_match: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     model_id = model or svc.store.model_id
-    with Session(svc.store.engine) as session:
-        version = current_version(session)
-        etag = f'"{version}-{int(include_cohort)}-{hashlib.sha256(model_id.encode()).hexdigest()[:12]}"'
-        if if_none_match == etag:
-            return Response(status_code=304, headers={"ETag": etag})
-        rows = session.execute(
-            select(Face.id, Face.person_id, Face.embedding)
-            .where(Face.model_id == model_id)
-            .order_by(Face.person_id, Face.id)
-        ).all()
-    names = person_names(svc.store, [r[1] for r in rows])
+
+    def etag_of(version: int) -> str:
+        return f'"{version}-{int(include_cohort)}-{hashlib.sha256(model_id.encode()).hexdigest()[:12]}"'
+
+    if if_none_match == etag_of(svc.store.gallery_version()):
+        return Response(status_code=304, headers={"ETag": if_none_match})
+    faces = svc.store.gallery_faces(model_id)
+    version, etag = faces.version, etag_of(faces.version)
+    names = svc.store.person_names(int(p) for p in faces.person_ids)
     people: dict[int, dict[str, Any]] = {}
-    for face_id, person_id, embedding in rows:
+    for i in np.lexsort((faces.face_ids, faces.person_ids)):  # by person, then face
+        person_id = int(faces.person_ids[i])
         entry = people.setdefault(
             person_id, {"id": person_id, "name": names.get(person_id, "?"), "face_ids": [], "embeddings": []}
         )
-        entry["face_ids"].append(int(face_id))
-        entry["embeddings"].append([round(float(v), 7) for v in np.asarray(embedding).reshape(-1)])
+        entry["face_ids"].append(int(faces.face_ids[i]))
+        entry["embeddings"].append([round(float(v), 7) for v in faces.embeddings[i]])
     matcher = svc.store.matcher(model_id)
     matcher.gallery.sync()
     calibration = svc.store.calibration(model_id)
@@ -167,7 +157,7 @@ def gallery_embeddings(
         "threshold": float(matcher.threshold()),
         "method": matcher.method,
         "calibrated": calibration is not None,
-        "dim": len(rows[0][2]) if rows else 128,
+        "dim": int(faces.embeddings.shape[1]) if len(faces) else descriptor_dimensions(model_id),
         "people": list(people.values()),
     }
     if include_cohort and calibration is not None and calibration.cohort is not None:

@@ -15,8 +15,9 @@ from starlette.concurrency import run_in_threadpool
 
 from faceid.errors import BadInputError
 from faceid.server.api.common import ERRORS, MAX_ID, EventId, Limit, Offset, PersonId, Svc
-from faceid.server.auth import ADMIN, VIEW, WRITE, Principal, client_address, require
+from faceid.server.auth import ADMIN, VIEW, WRITE, Principal, require
 from faceid.server.errors import ApiError
+from faceid.server.services import client_address
 from faceid.server.uploads import read_photo
 from faceid.server.views import events_out
 from faceid.store.visitors import Actor, inbox
@@ -64,9 +65,7 @@ def _visitor_detail(svc: Any, visitor_id: int, limit: int = 200) -> dict[str, An
     box = inbox(svc.store)
     summary = box.get(visitor_id).to_dict()
     ids = box.events(visitor_id)[:limit]
-    from faceid.server.views import get_event
-
-    summary["event_list"] = events_out(svc.store, [get_event(svc.store, i) for i in ids])
+    summary["event_list"] = events_out(svc.store, [svc.store.get_event(i) for i in ids])
     return summary
 
 
@@ -150,9 +149,7 @@ def person_negatives(person_id: PersonId, svc: Svc, _: Viewer) -> list[dict[str,
 
 
 def _search_out(svc: Any, found: dict[str, Any]) -> dict[str, Any]:
-    from faceid.server.views import person_names
-
-    names = person_names(svc.store, [e["person_id"] for e in found["events"]])
+    names = svc.store.person_names(e["person_id"] for e in found["events"])
     for event in found["events"]:
         event["person_name"] = names.get(event["person_id"]) if event["person_id"] is not None else None
         sha = event.get("snapshot_sha256")
