@@ -133,5 +133,5 @@ def test_the_inbox_loop_through_the_api(inbox_clients: Clients, faces_dev_dir: P
     )
     assert viewer.get(f"/api/v1/people/{person_id}").status_code == 404
     assert not {e["id"] for e in viewer.get("/api/v1/events", params={"limit": 500}).json()["items"]} & labelled_ids
-    (entry,) = AuditLog(clients.services.store.engine).entries(action="person.forget")
+    (entry,) = AuditLog(clients.services.store.database).entries(action="person.forget")
     assert "Gul" not in json.dumps(entry.details) and entry.details["receipt"] == body["receipt"]

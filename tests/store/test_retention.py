@@ -79,7 +79,7 @@ def test_retention_per_kind(store: Store) -> None:
     assert apply_retention(store)["snapshots"] == 1
     assert store.check()["ok"]
     assert all(v.events for v in inbox(store).list_visitors())  # no empty visitor left
-    assert AuditLog(store.engine).entries(action="retention.apply")
+    assert AuditLog(store.database).entries(action="retention.apply")
 
 
 def test_forget_removes_every_trace_with_a_receipt(store: Store) -> None:
@@ -108,7 +108,7 @@ def test_forget_removes_every_trace_with_a_receipt(store: Store) -> None:
         ):
             assert session.scalar(select(func.count()).select_from(table).where(where)) == 0, table
     assert store.check()["ok"]
-    (entry,) = AuditLog(store.engine).entries(action="person.forget")
+    (entry,) = AuditLog(store.database).entries(action="person.forget")
     assert "Ada" not in json.dumps(entry.details) and "Lovelace" not in json.dumps(entry.details)
     assert entry.details["receipt"] == receipt["receipt"]
     assert store.identify_embedding(face_of(a, rng)).person is None

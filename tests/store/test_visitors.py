@@ -101,7 +101,7 @@ def test_name_enrolls_a_varied_subset_and_labels_past_events(store: Store) -> No
     assert len(store.list_events(person="Ada")) == len(events)
     assert store.identify_embedding(face_of(centre, rng)).person.name == "Ada"
     assert box.get(visitor.id).status == "named"
-    (entry,) = AuditLog(store.engine).entries(action="visitor.name")
+    (entry,) = AuditLog(store.database).entries(action="visitor.name")
     assert entry.actor == "admin" and entry.details["faces_enrolled"] == 3
     with pytest.raises(ConflictError):
         box.name(visitor.id, "Ada again")

@@ -10,7 +10,7 @@ inbox_state       a counter bumped by every change to visitors, so a process's c
 Descriptors are little-endian float32 bytes on both backends: these tables are never searched by an index.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-04
 """
 
@@ -22,7 +22,7 @@ from alembic import op
 from faceid.store.types import UTCDateTime
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
