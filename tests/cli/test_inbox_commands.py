@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,13 +21,11 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_visitors_commands(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, faces_dev_dir: Path, analyzer: Any
-) -> None:
+def test_visitors_commands(capsys: pytest.CaptureFixture[str], tmp_path: Path, faces_dev_dir: Path) -> None:
     data = tmp_path / "data"
     where = ["--data-dir", str(data)]
     with VersionedStore(data) as store:
-        model = store.model_id
+        model, analyzer = store.model_id, store.analyzer  # the active model's descriptors
         for person in PEOPLE:
             for k, photo in enumerate(sorted((faces_dev_dir / person).glob("*.jpg"))[:3]):
                 face = analyzer.analyze(photo.read_bytes())[0]

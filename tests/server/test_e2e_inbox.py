@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
+from faceid.store.versions import VersionedStore
 from support.server_process import ServerProcess, serve
 
 from .test_e2e import log_in, shot
@@ -56,7 +57,15 @@ def post_event(server: ServerProcess, key: str, analyzer: Any, path: Path, sourc
     return int(response.json()["id"])
 
 
-def test_the_inbox_journey(page: Any, server: ServerProcess, faces_dev_dir: Path, analyzer: Any) -> None:
+@pytest.fixture(scope="module")
+def camera(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The analyzer of a store like the server's (its built-in model): what a monitor describes faces with."""
+    with VersionedStore(tmp_path_factory.mktemp("camera")) as store:
+        return store.analyzer
+
+
+def test_the_inbox_journey(page: Any, server: ServerProcess, faces_dev_dir: Path, camera: Any) -> None:
+    analyzer = camera
     log_in(page)
     key = page.evaluate(
         """async () => {

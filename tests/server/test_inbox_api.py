@@ -23,8 +23,10 @@ def inbox_clients(tmp_path_factory: pytest.TempPathFactory, analyzer: Any) -> It
         yield opened
 
 
-def camera_event(clients: Clients, path: Path, source: str, analyzer: Any) -> int:
-    """What a monitor posts for an unknown face: the snapshot, the face's box, and its descriptor as the template."""
+def camera_event(clients: Clients, path: Path, source: str) -> int:
+    """What a monitor posts for an unknown face: the snapshot, the face's box, and its descriptor (by the server's
+    model) as the template."""
+    analyzer = clients.services.store.analyzer
     data = path.read_bytes()
     (face,) = analyzer.analyze(data)[:1]
     fields = {
@@ -48,8 +50,7 @@ def test_the_inbox_loop_through_the_api(inbox_clients: Clients, faces_dev_dir: P
     operator, admin, viewer = (clients.as_user(r) for r in ("operator", "admin", "viewer"))
     photos = {p: sorted((faces_dev_dir / p).glob("*.jpg"))[:4] for p in PEOPLE}
     events = {
-        p: [camera_event(clients, f, ["gate", "garage"][k % 2], analyzer) for k, f in enumerate(fs)]
-        for p, fs in photos.items()
+        p: [camera_event(clients, f, ["gate", "garage"][k % 2]) for k, f in enumerate(fs)] for p, fs in photos.items()
     }
 
     visitors = viewer.get("/api/v1/visitors").json()
