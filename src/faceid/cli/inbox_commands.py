@@ -201,6 +201,7 @@ def _cmd_bench_visitors(args: argparse.Namespace) -> int:
         min_photos=args.min_photos,
         seed=args.seed,
         scale_events=args.scale_events,
+        enroll_cap=args.enroll_cap,
         use_cache=not args.no_cache,
         progress=not args.quiet and not args.json,
     )
@@ -294,6 +295,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench_visitors.add_argument("--min-photos", type=int, default=3, help="people with this many photos come back")
     bench_visitors.add_argument("--seed", type=int, default=0, help="seed of the time order")
     bench_visitors.add_argument("--scale-events", type=int, default=10_000, help="unknown events of the speed run")
+    from faceid.thresholds import VISITOR_ENROLL_CAP
+
+    bench_visitors.add_argument(
+        "--enroll-cap", type=int, default=VISITOR_ENROLL_CAP, help="faces enrolled per visitor named"
+    )
     bench_visitors.add_argument("--no-cache", action="store_true", help="recompute every embedding")
     bench_visitors.add_argument("--quiet", action="store_true", help="no progress bar")
     from faceid.cli.vision_commands import add_analyzer_options

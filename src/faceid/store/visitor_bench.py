@@ -43,6 +43,7 @@ from tqdm import tqdm
 from faceid.errors import BadInputError
 from faceid.store.calibrate import LabelledFaces, describe_photos, folder_photos
 from faceid.store.match import Calibration
+from faceid.thresholds import VISITOR_ENROLL_CAP
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,7 @@ def replay_half(
     seed: int = 0,
     named_share: float = 0.6,
     held_out_share: float = 0.25,
+    enroll_cap: int = VISITOR_ENROLL_CAP,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Clustering, naming and corrections on one half's people (``faces``), decided by ``calibration``."""
@@ -203,9 +205,9 @@ def replay_half(
             if majority not in regulars:
                 continue
             if majority in named:
-                box.name(visitor_id, person=named[majority])
+                box.name(visitor_id, person=named[majority], cap=enroll_cap)
             else:
-                named[majority] = box.name(visitor_id, majority)["person_id"]
+                named[majority] = box.name(visitor_id, majority, cap=enroll_cap)["person_id"]
             name_clicks += 1
         by_id = {v: k for k, v in named.items()}
         probes = list(range(cut, len(stream)))
@@ -226,6 +228,7 @@ def replay_half(
         result["corrections"] = corrections
         result["naming"] = {
             "named_share_of_stream": named_share,
+            "enroll_cap": enroll_cap,
             "people_named": len(named),
             "name_clicks": name_clicks,
             "after_naming_visitors": after_naming,
@@ -403,10 +406,11 @@ def evaluate_visitors(
     min_photos: int = 3,
     seed: int = 0,
     scale_events: int = 10_000,
+    enroll_cap: int = VISITOR_ENROLL_CAP,
     progress: bool = True,
 ) -> dict[str, Any]:
     with _one_thread() as threads:
-        report = _evaluate(faces, min_photos, seed, scale_events, progress)
+        report = _evaluate(faces, min_photos, seed, scale_events, enroll_cap, progress)
     report["blas_threads"] = threads
     return report
 
@@ -424,7 +428,9 @@ def _one_thread() -> Iterator[str]:
         yield "1"
 
 
-def _evaluate(faces: LabelledFaces, min_photos: int, seed: int, scale_events: int, progress: bool) -> dict[str, Any]:
+def _evaluate(
+    faces: LabelledFaces, min_photos: int, seed: int, scale_events: int, enroll_cap: int, progress: bool
+) -> dict[str, Any]:
     from faceid.store.shipped import _people_subset, build_calibration
 
     people = sorted(set(faces.people.tolist()))
@@ -438,7 +444,12 @@ def _evaluate(faces: LabelledFaces, min_photos: int, seed: int, scale_events: in
         calibrations.append(calibration)
         runs.append(
             replay_half(
-                _people_subset(faces, measured), calibration, min_photos=min_photos, seed=seed, progress=progress
+                _people_subset(faces, measured),
+                calibration,
+                min_photos=min_photos,
+                seed=seed,
+                enroll_cap=enroll_cap,
+                progress=progress,
             )
         )
 
@@ -472,6 +483,7 @@ def run_visitor_benchmark(
     min_photos: int = 3,
     seed: int = 0,
     scale_events: int = 10_000,
+    enroll_cap: int = VISITOR_ENROLL_CAP,
     use_cache: bool = True,
     progress: bool = True,
     describe: Callable[..., LabelledFaces] = describe_photos,
@@ -480,7 +492,11 @@ def run_visitor_benchmark(
         raise BadInputError("--min-photos is at least 2 (a regular comes back)")
     started = time.perf_counter()
     faces = describe(analyzer, root, folder_photos(root), use_cache=use_cache, progress=progress)
-    report = evaluate_visitors(faces, min_photos=min_photos, seed=seed, scale_events=scale_events, progress=progress)
+    if enroll_cap < 1:
+        raise BadInputError("--enroll-cap is at least 1")
+    report = evaluate_visitors(
+        faces, min_photos=min_photos, seed=seed, scale_events=scale_events, enroll_cap=enroll_cap, progress=progress
+    )
     return {
         "command": "faceid " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("faceid") else None,
         "root": str(root),
