@@ -124,7 +124,6 @@ def test_the_inbox_journey(page: Any, server: ServerProcess, faces_dev_dir: Path
     page.click("#forget-submit")
     receipt_text = page.wait_for_selector("#forget-receipt:not([hidden])").inner_text()
     assert "Erasure receipt" in receipt_text and "Abdullah" not in receipt_text
-    shot(page, "inbox-forgotten")
     engine = create_engine(f"sqlite:///{server_data_dir(server)}/faceid.sqlite3")
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM people")).scalar_one() == 0
