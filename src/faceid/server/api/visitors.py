@@ -10,6 +10,7 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -29,6 +30,7 @@ router = APIRouter(tags=["inbox"], responses=ERRORS)
 Viewer = Annotated[Principal, Depends(require(VIEW))]
 Writer = Annotated[Principal, Depends(require(WRITE))]
 Admin = Annotated[Principal, Depends(require(ADMIN))]
+VisitorId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="a visitor's id")]
 
 
 def actor(request: Request, principal: Principal) -> Actor:
@@ -81,12 +83,12 @@ def list_visitors(
 
 
 @router.get("/visitors/{visitor_id}", summary="One visitor with its events, newest first")
-def get_visitor(visitor_id: int, svc: Svc, _: Viewer) -> dict[str, Any]:
+def get_visitor(visitor_id: VisitorId, svc: Svc, _: Viewer) -> dict[str, Any]:
     return _visitor_detail(svc, visitor_id)
 
 
 @router.post("/visitors/{visitor_id}/name", summary="Name a visitor: a new person, or an existing one")
-def name_visitor(visitor_id: int, body: NameIn, request: Request, svc: Svc, principal: Writer) -> dict[str, Any]:
+def name_visitor(visitor_id: VisitorId, body: NameIn, request: Request, svc: Svc, principal: Writer) -> dict[str, Any]:
     if (body.name is None) == (body.person_id is None):
         raise ApiError(422, "give either 'name' (a new person) or 'person_id' (an existing one)", "bad_input")
     from faceid.thresholds import VISITOR_ENROLL_CAP
@@ -102,23 +104,27 @@ def name_visitor(visitor_id: int, body: NameIn, request: Request, svc: Svc, prin
 
 @router.post("/visitors/{visitor_id}/merge", summary="Move another visitor's events into this one")
 def merge_visitors(
-    visitor_id: int, body: MergeVisitorIn, request: Request, svc: Svc, principal: Writer
+    visitor_id: VisitorId, body: MergeVisitorIn, request: Request, svc: Svc, principal: Writer
 ) -> dict[str, Any]:
     return inbox(svc.store).merge(visitor_id, body.other, actor=actor(request, principal)).to_dict()
 
 
 @router.post("/visitors/{visitor_id}/split", summary="Pick events out of a visitor into a new one")
-def split_visitor(visitor_id: int, body: SplitIn, request: Request, svc: Svc, principal: Writer) -> dict[str, Any]:
+def split_visitor(
+    visitor_id: VisitorId, body: SplitIn, request: Request, svc: Svc, principal: Writer
+) -> dict[str, Any]:
     return inbox(svc.store).split(visitor_id, body.event_ids, actor=actor(request, principal)).to_dict()
 
 
 @router.post("/visitors/{visitor_id}/ignore", summary="Never alert for this visitor again (or again, with false)")
-def ignore_visitor(visitor_id: int, body: IgnoreIn, request: Request, svc: Svc, principal: Writer) -> dict[str, Any]:
+def ignore_visitor(
+    visitor_id: VisitorId, body: IgnoreIn, request: Request, svc: Svc, principal: Writer
+) -> dict[str, Any]:
     return inbox(svc.store).ignore(visitor_id, body.ignored, actor=actor(request, principal)).to_dict()
 
 
 @router.delete("/visitors/{visitor_id}", summary="Discard an unnamed visitor with its events and snapshots")
-def discard_visitor(visitor_id: int, request: Request, svc: Svc, principal: Writer) -> dict[str, Any]:
+def discard_visitor(visitor_id: VisitorId, request: Request, svc: Svc, principal: Writer) -> dict[str, Any]:
     return inbox(svc.store).discard(visitor_id, actor=actor(request, principal))
 
 
