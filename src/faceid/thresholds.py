@@ -244,16 +244,19 @@ SFACE_DISTANCE_THRESHOLD = 1.14
 # would get (a stranger rate that much lower): a blurred 40 px face cannot glue two visitors together.
 VISITOR_ANCHOR_MIN_QUALITY = MONITOR_NAME_MIN_QUALITY
 VISITOR_WEAK_STRICTNESS = 20
-# Naming a visitor enrolls at most this many of its faces, chosen by farthest-point sampling among its anchors
-# (varied views; the centroid method gains little past a handful of photos per person: bench/RESULTS.md,
-# "Identification", 1 vs 3 photos enrolled).
-VISITOR_ENROLL_CAP = 5
+# Naming a visitor enrolls at most this many of its faces, chosen by farthest-point sampling among its anchors (the
+# most typical face first, then the most different ones). Measured with `faceid bench visitors --enroll-cap N`
+# (bench/RESULTS.md, "Visitors"): the calibration's stranger scores are those of one-photo centroids, and a
+# centroid of several faces sits nearer everyone, so strangers named rose from 0.9% / 1.5% (cap 1, the two halves)
+# to 4.6% / 3.9% (cap 3) and 4.9% / 5.7% (cap 5) for +0.2-0.6 point of DIR. One face per visitor named keeps the
+# calibrated rate; a person named from several visitors still gets one face from each.
+VISITOR_ENROLL_CAP = 1
 # "Not this person": a face named P is accepted only when its score against P's centroid is lower than its
 # score against the nearest of P's negative exemplars by more than this margin (cohort-normalised score units).
-# `faceid bench visitors` (bench/RESULTS.md, "Visitors"), fused descriptor: one correction per stranger named,
-# at margins -0.05 / 0 / 0.05 / 0.1, their later photos still named that person 2 / 0 / 0 / 0 of 109, and the
-# named people's own DIR did not move at any of them (328 probes of the corrected people); with dlib's descriptor
-# alone 0.1 cost 1 of 6 probes. 0 is the smallest margin that stopped every one.
+# `faceid bench visitors` (bench/RESULTS.md, "Visitors"; fused descriptor, one correction per returning stranger
+# named, at the calibrated rule and a lenient one): at margins -0.05 / 0 / 0.05 / 0.1 their later photos were still
+# named that person 0 / 0 / 0 / 0 of 30 times; the named people's DIR moved only at 0.1 (-0.2 point; the corrected
+# people's -1.4). 0: no correction let through, no recall lost.
 NEGATIVE_MARGIN = 0.0
 # Retention: the kinds of record that can be kept for a limited number of days (None: kept for ever).
 RETENTION_KINDS = ("known_events", "unknown_events", "snapshots", "crops")
