@@ -229,10 +229,20 @@ def this_is(store: Store, event_id: int, person: PersonRef, actor: Actor = SYSTE
         meta["corrected"] = {"person": target.id, "was": before, "at": utcnow().isoformat()}
         event.meta, event.person_id = meta, target.id
         session.execute(delete(VisitorMember).where(VisitorMember.event_id == event_id))
+        # Saying it is X after all takes back an earlier "not X" on this very event.
+        withdrawn = session.execute(
+            delete(FaceNegative).where(FaceNegative.event_id == event_id, FaceNegative.person_id == target.id)
+        )
         Inbox._bump(session)
-        result = {"event_id": event_id, "person_id": target.id, "was": before}
+        result = {
+            "event_id": event_id,
+            "person_id": target.id,
+            "was": before,
+            "negatives_withdrawn": int(getattr(withdrawn, "rowcount", 0) or 0),
+        }
         audit(session, actor, "event.this_is", "event", event_id, result)
     inbox(store)._cache.clear()
+    invalidate(store)
     return result
 
 
