@@ -23,12 +23,6 @@ from faceid.store.visitors import inbox
 from .test_visitors import MODEL, face_of, people, unknown
 
 
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    with Store(tmp_path / "s", model_id=MODEL, index="exact") as opened:
-        yield opened
-
-
 def test_not_this_person_stops_a_look_alike_and_keeps_the_person(store: Store) -> None:
     rng = np.random.default_rng(7)
     (ada,) = people(1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,12 +29,6 @@ def jpeg(seed: int) -> bytes:
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, format="JPEG")
     return out.getvalue()
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    with Store(tmp_path / "s", model_id=MODEL, index="exact") as opened:
-        yield opened
 
 
 def event(store: Store, vector: np.ndarray, days_ago: float, seed: int, person_id: int | None = None) -> int:

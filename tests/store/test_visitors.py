@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,7 +10,9 @@ from faceid.store.audit import AuditLog
 from faceid.store.store import Store
 from faceid.store.visitors import Actor, farthest_point_sample, inbox
 
-MODEL = "benchmark"
+from .helpers import TEST_MODEL
+
+MODEL = TEST_MODEL  # the store fixture's (tests/store/conftest.py): SQLite and PostgreSQL
 DIM = 128
 
 
@@ -32,12 +32,6 @@ def unknown(store: Store, vector: np.ndarray, source: str = "gate", quality: flo
     if quality is not None:
         meta["quality"] = {"score": quality, "size": 100.0}
     return store.record_event(person_id=None, source=source, model_id=MODEL, metadata=meta).id
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    with Store(tmp_path / "s", model_id=MODEL, index="exact") as opened:
-        yield opened
 
 
 def test_events_cluster_into_visitors_as_they_arrive(store: Store) -> None:
