@@ -393,7 +393,7 @@ def test_gallery_embeddings_for_edge_devices(clients: Clients, enrolled: dict[st
     body = response.json()
     people = {p["name"]: p for p in body["people"]}
     assert {"Barack Obama", "Joe Biden"} <= set(people)
-    assert all(len(e) == 128 for p in body["people"] for e in p["embeddings"])
+    assert all(len(e) == body["dim"] == 256 for p in body["people"] for e in p["embeddings"])  # dlib + SFace
     assert 0 < body["threshold"] < 2 and body["model_id"]
     unchanged = clients.anonymous.get(
         "/api/v1/gallery/embeddings", headers={**read, "If-None-Match": response.headers["ETag"]}

@@ -260,9 +260,8 @@ class VersionedStore(Store):
                         DescriptorVersion(model_id=builtin, kind="builtin", parent_id=None, created_at=utcnow())
                     )
                 if default != builtin and session.get(DescriptorVersion, default) is None:
-                    session.add(
-                        DescriptorVersion(model_id=default, kind="fused", parent_id=builtin, created_at=utcnow())
-                    )
+                    # A root like dlib's own: rolling back from the default would not go back to anything.
+                    session.add(DescriptorVersion(model_id=default, kind="fused", parent_id=None, created_at=utcnow()))
                 if session.get(DescriptorState, 1) is None:
                     session.add(DescriptorState(id=1, done=0, total=0, updated_at=utcnow()))
         except ConflictError:
