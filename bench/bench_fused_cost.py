@@ -86,7 +86,7 @@ def main() -> None:
             "dlib + SFace": (Path(tmp) / "fused", None),  # a new store's default
         }
         models = {label: prepare_store(folder, model) for label, (folder, model) in stores.items()}
-        for label, (folder, _) in stores.items():  # warm-up run (models load), not counted
+        for folder, _ in stores.values():  # warm-up run (models load), not counted
             run_monitor(folder, clip, "warm", [])
         for i in range(max(1, min(args.repeat, 3))):
             for label, (folder, _) in stores.items():
@@ -108,7 +108,8 @@ def main() -> None:
         )
     lines += [
         "",
-        "| monitor, Hamilton clip (9.2 s), store model | wall s (median) | CPU s | real time | faces embedded | named |",
+        "| monitor, Hamilton clip (9.2 s), store model | wall s (median) | CPU s | real time | faces embedded "
+        "| named |",
         "|---|---|---|---|---|---|",
     ]
     for label, stats in runs.items():
@@ -116,8 +117,8 @@ def main() -> None:
         cpu = statistics.median(s.cpu_seconds for s in stats)
         last = stats[-1]
         lines.append(
-            f"| {label} (`{models[label]}`) | {wall:.2f} | {cpu:.2f} | {last.media_seconds / wall:.1f}x | {last.embeddings} "
-            f"| {', '.join(names[label]) or 'nobody'} |"
+            f"| {label} (`{models[label]}`) | {wall:.2f} | {cpu:.2f} | {last.media_seconds / wall:.1f}x "
+            f"| {last.embeddings} | {', '.join(names[label]) or 'nobody'} |"
         )
     text = "\n".join(lines)
     print(text)
