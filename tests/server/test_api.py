@@ -270,6 +270,7 @@ def test_verify_photo_against_photo_and_person(clients: Clients, enrolled: dict[
         headers=key,
     ).json()
     assert same["same"] is True and same["distance"] < same["threshold"]
+    assert same["threshold"] == (1.0 if "+sface-" in same["model_id"] else 0.6)  # the descriptor's own
     different = clients.anonymous.post(
         "/api/v1/verify",
         files={**photo(media_dir / "obama.jpg"), **photo(media_dir / "biden.jpg", "photo2")},
