@@ -707,9 +707,9 @@ class VersionedStore(Store):
                 chips.append(chip)
             ids.append(int(face_id))
         if embed_faces is None:
-            described = embedder.embed(np.stack(chips)) if chips else np.zeros((0, 128), np.float32)
+            described = embedder.embed(np.stack(chips)) if chips else np.zeros((0, 0), np.float32)
         else:
-            described = np.stack(vectors) if vectors else np.zeros((0, 128), np.float32)
+            described = np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
         return ids, described, unusable
 
     def _stage(self, target: VersionRecord, report: Callable[[int, int], None], bar: Any) -> None:
