@@ -110,9 +110,9 @@ LOGIN_LOCKOUT_MAX_SECONDS = 15 * 60
 # Sessions end after this long without a request, and in any case this long after logging in.
 SESSION_IDLE_SECONDS = 12 * 60 * 60
 SESSION_MAX_SECONDS = 7 * 24 * 60 * 60
-# Verification (one photo against another, or against a person's centroid): dlib's same-person threshold,
-# the operating point it reports 99.38% on LFW pairs with.
-VERIFY_DISTANCE_THRESHOLD = DLIB_DISTANCE_THRESHOLD
+# Verification (one photo against another, or against a person's centroid) decides at the descriptor's own
+# same-person threshold: DLIB_DISTANCE_THRESHOLD, or SFACE_FUSED_THRESHOLD for the fused descriptor
+# (faceid.vision.analyzer.same_person_threshold).
 
 # --- Monitor (faceid.monitor); measured on media/short_hamilton_clip.mp4 (640x360, 29.97 fps) unless stated ---
 

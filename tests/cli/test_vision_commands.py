@@ -19,10 +19,28 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_verify_same_and_different_people(media_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["verify", str(media_dir / "obama.jpg"), str(media_dir / "obama2.jpg"), "--json"]) == 0
     same = json.loads(capsys.readouterr().out)
-    assert same["same_person"] is True and same["distance"] < same["threshold"] == 0.6
+    # The default descriptor is dlib's fused with SFace's, which decides at its own threshold (1.0).
+    assert same["same_person"] is True and same["distance"] < same["threshold"] == 1.0
+    assert "+sface-" in same["model"]
     assert main(["verify", str(media_dir / "obama.jpg"), str(media_dir / "biden.jpg"), "--json"]) == 0
     different = json.loads(capsys.readouterr().out)
-    assert different["same_person"] is False and different["distance"] >= 0.6
+    assert different["same_person"] is False and different["distance"] >= 1.0
+    # dlib's descriptor alone, at dlib's threshold.
+    assert (
+        main(
+            [
+                "verify",
+                str(media_dir / "obama.jpg"),
+                str(media_dir / "obama2.jpg"),
+                "--second-opinion",
+                "none",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    alone = json.loads(capsys.readouterr().out)
+    assert alone["same_person"] is True and alone["threshold"] == 0.6 and "+sface-" not in alone["model"]
 
 
 def test_detect_json_lists_every_face(media_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,10 +49,13 @@ def test_detect_json_lists_every_face(media_dir: Path, capsys: pytest.CaptureFix
     assert [len(r["faces"]) for r in results] == [2, 1]
 
 
-def test_embed_gives_128_values(media_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_embed_gives_the_descriptor(media_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["embed", str(media_dir / "obama_small.jpg"), "--json"]) == 0
     (result,) = json.loads(capsys.readouterr().out)
-    assert len(result["faces"]) == 1 and len(result["faces"][0]["embedding"]) == 128
+    assert len(result["faces"]) == 1 and len(result["faces"][0]["embedding"]) == 256  # dlib's 128 + SFace's 128
+    assert main(["embed", str(media_dir / "obama_small.jpg"), "--second-opinion", "none", "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert len(result["faces"][0]["embedding"]) == 128
 
 
 def test_unreadable_input_exits_2_with_the_reason(tmp_path: Path, media_dir: Path) -> None:

@@ -231,7 +231,7 @@ def gallery_payload(store, include_cohort: bool = True) -> dict:
         "threshold": float(matcher.threshold()),
         "method": matcher.method,
         "calibrated": calibration is not None,
-        "dim": 128,
+        "dim": len(next(iter(people.values()))["embeddings"][0]) if people else 256,
         "people": list(people.values()),
     }
     if include_cohort and calibration is not None and calibration.cohort is not None:
@@ -250,8 +250,9 @@ def test_the_server_gallery_gives_the_stores_decision(enrolled_store_dir: Path) 
         assert remote.threshold == pytest.approx(local.describe()["threshold"], abs=1e-6)
         faces = store.faces("Lin-Manuel Miranda", with_embeddings=True)
         rng = np.random.default_rng(2)
-        probes = [faces[0].embedding + rng.normal(0, s, 128).astype(np.float32) for s in (0.0, 0.02, 0.04, 0.06, 0.1)]
-        probes += [rng.normal(0, 0.09, 128).astype(np.float32) for _ in range(5)]
+        dim = len(faces[0].embedding)
+        probes = [faces[0].embedding + rng.normal(0, s, dim).astype(np.float32) for s in (0.0, 0.02, 0.04, 0.06, 0.1)]
+        probes += [rng.normal(0, 0.09, dim).astype(np.float32) for _ in range(5)]
         named = 0
         for probe in probes:
             a, b = local.identify(probe), remote.identify(probe)

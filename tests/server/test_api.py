@@ -270,6 +270,7 @@ def test_verify_photo_against_photo_and_person(clients: Clients, enrolled: dict[
         headers=key,
     ).json()
     assert same["same"] is True and same["distance"] < same["threshold"]
+    assert same["threshold"] == (1.0 if "+sface-" in same["model_id"] else 0.6)  # the descriptor's own
     different = clients.anonymous.post(
         "/api/v1/verify",
         files={**photo(media_dir / "obama.jpg"), **photo(media_dir / "biden.jpg", "photo2")},
@@ -393,7 +394,7 @@ def test_gallery_embeddings_for_edge_devices(clients: Clients, enrolled: dict[st
     body = response.json()
     people = {p["name"]: p for p in body["people"]}
     assert {"Barack Obama", "Joe Biden"} <= set(people)
-    assert all(len(e) == 128 for p in body["people"] for e in p["embeddings"])
+    assert all(len(e) == body["dim"] == 256 for p in body["people"] for e in p["embeddings"])  # dlib + SFace
     assert 0 < body["threshold"] < 2 and body["model_id"]
     unchanged = clients.anonymous.get(
         "/api/v1/gallery/embeddings", headers={**read, "If-None-Match": response.headers["ETag"]}

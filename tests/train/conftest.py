@@ -113,4 +113,8 @@ def versions_store(data_dir: Path, db_url: str | None, analyzer):
     from faceid.store.versions import VersionedStore
 
     with VersionedStore(data_dir, db_url, analyzer=analyzer, index="exact") as store:
+        # The version mechanics are tested from dlib's own descriptor (a fine-tune's parent), not the fused
+        # default: its distances scale with the fc layer, which the tests check (tests/train/test_fused.py
+        # covers the fused default). Nothing is enrolled yet, so this switch re-embeds nothing.
+        store.activate(store.builtin_model_id())
         yield store

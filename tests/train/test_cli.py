@@ -75,7 +75,7 @@ def test_finetune_registers_a_version_that_eval_pairs_can_use(
     assert version.startswith("ft-") and report["data"]["people_dropped_fewer_than_two_photos"] == 1
 
     code, out, _ = run(capsys, "versions", "list", "--data-dir", data)
-    assert code == 0 and version in out and out.splitlines()[0].startswith("*")
+    assert code == 0 and version in out and sum(line.startswith("* ") for line in out.splitlines()) == 1
     code, out, _ = run(capsys, "versions", "show", version, "--data-dir", data)
     assert code == 0 and "mean L2 distance, same person" in out
 
@@ -123,7 +123,7 @@ def test_finetune_registers_a_version_that_eval_pairs_can_use(
 def test_versions_commands_refuse_unknown_versions(capsys, tmp_path: Path) -> None:
     data = str(tmp_path / "data")
     code, out, _ = run(capsys, "versions", "list", "--data-dir", data)
-    assert code == 0 and out.startswith("* dlib-resnet-v1")
+    assert code == 0 and "\n* dlib-resnet-v1:55533b28+sface-" in "\n" + out  # the default: dlib's fused with SFace's
     for action in ("activate", "show", "delete"):
         code, _, err = run(capsys, "versions", action, "ft-unknown", "--data-dir", data)
         assert code == 2 and "no model version" in err

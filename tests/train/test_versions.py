@@ -59,7 +59,8 @@ def test_register_list_and_refusals(versions_store, other_model: Path, tmp_path:
     assert version.model_id.startswith("ft-") and version.parent_id == builtin.model_id
     assert (versions_store.data_dir / version.onnx_file).is_file()
     assert versions_store.register_version(other_model, parent=builtin.model_id).model_id == version.model_id
-    assert [v.model_id for v in versions_store.list_versions()] == [builtin.model_id, version.model_id]
+    listed = [v.model_id for v in versions_store.list_versions()]
+    assert listed == [builtin.model_id, versions_store.default_model_id(), version.model_id]
     assert versions_store.get_version(version.model_id[:8]).model_id == version.model_id
     assert versions_store.active_model_id() == builtin.model_id
     with pytest.raises(NotFoundError):

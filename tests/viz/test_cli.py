@@ -39,9 +39,9 @@ def test_viz_writes_the_map_and_the_curves(small_gallery: SmallGallery, tmp_path
     assert curves["different_pairs"] > curves["same_pairs"]
     # No calibration step in this store: it decides with the shipped calibration, in cohort-normalised scores.
     from faceid.store.shipped import load_shipped
-    from faceid.vision.embed import DESCRIPTOR_MODEL_ID
+    from faceid.store.versions import VersionedStore
 
-    shipped = load_shipped(DESCRIPTOR_MODEL_ID)
+    shipped = load_shipped(VersionedStore.default_model_id())
     assert shipped is not None and curves["unit"] == "cohort-normalised score"
     assert curves["threshold"] == pytest.approx(shipped.threshold_for(people), abs=1e-5)
     assert curves["threshold_label"].startswith("calibrated")

@@ -11,7 +11,7 @@ from faceid.cli.common import CommandError
 from faceid.errors import ImageError
 from faceid.settings import current
 from faceid.thresholds import DLIB_DISTANCE_THRESHOLD
-from faceid.vision.analyzer import Analyzer
+from faceid.vision.analyzer import Analyzer, same_person_threshold
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
@@ -80,16 +80,17 @@ def run_demo(images: list[str], analyzer: Analyzer) -> int:
             labels.append(path.name if len(faces) == 1 else f"{path.name}#{i + 1}")
             embeddings.append(face.embedding)
     total = time.perf_counter() - started
-    groups = _groups(np.array(embeddings), DLIB_DISTANCE_THRESHOLD) if embeddings else []
+    fused = " and OpenCV Zoo's SFace (fused)" if embeddings and len(embeddings[0]) == 256 else ""
+    threshold = same_person_threshold(embeddings[0]) if embeddings else DLIB_DISTANCE_THRESHOLD
+    groups = _groups(np.array(embeddings), threshold) if embeddings else []
     print(
-        f"\nGrouped {len(embeddings)} face(s) into {len(groups)} person(s) (same person when distance < "
-        f"{DLIB_DISTANCE_THRESHOLD}):"
+        f"\nGrouped {len(embeddings)} face(s) into {len(groups)} person(s) (same person when distance < {threshold}):"
     )
     for number, group in enumerate(groups, 1):
         print(f"  person {number}: {', '.join(labels[i] for i in group)}")
     print(
         "\nWhat was done: each photo was decoded, its faces detected, 5 landmarks fitted, a 150x150 chip aligned"
-        f"\nand a 128-D descriptor computed with dlib's ResNet running in ONNX Runtime ({total:.1f} s in all,"
+        f"\nand a descriptor computed with dlib's ResNet{fused} in ONNX Runtime ({total:.1f} s in all,"
         "\nmodels included). Next: `faceid verify A.jpg B.jpg`, `faceid --help`."
     )
     return 0

@@ -42,6 +42,7 @@ from faceid.store.records import (
 from faceid.store.schema import NAME_MAX, Event, Face, FaceLog, ModelVersion, Person, StoreState, name_key
 from faceid.store.types import utcnow
 from faceid.vision.image import ImageSource
+from faceid.vision.sface import descriptor_dimensions
 
 if TYPE_CHECKING:
     from faceid.vision.analyzer import Analyzer
@@ -862,7 +863,7 @@ class Store:
             found = [
                 np.asarray(m["template"], np.float32) for (m,) in rows if isinstance(m, dict) and m.get("template")
             ]
-            dim = matcher.calibration.dim if matcher.calibration is not None else 128
+            dim = matcher.calibration.dim if matcher.calibration is not None else descriptor_dimensions(model)
             return [t for t in found if t.shape == (dim,)]
 
         with self._read() as session:

@@ -260,9 +260,8 @@ class VersionedStore(Store):
                         DescriptorVersion(model_id=builtin, kind="builtin", parent_id=None, created_at=utcnow())
                     )
                 if default != builtin and session.get(DescriptorVersion, default) is None:
-                    session.add(
-                        DescriptorVersion(model_id=default, kind="fused", parent_id=builtin, created_at=utcnow())
-                    )
+                    # A root like dlib's own: rolling back from the default would not go back to anything.
+                    session.add(DescriptorVersion(model_id=default, kind="fused", parent_id=None, created_at=utcnow()))
                 if session.get(DescriptorState, 1) is None:
                     session.add(DescriptorState(id=1, done=0, total=0, updated_at=utcnow()))
         except ConflictError:
@@ -708,9 +707,9 @@ class VersionedStore(Store):
                 chips.append(chip)
             ids.append(int(face_id))
         if embed_faces is None:
-            described = embedder.embed(np.stack(chips)) if chips else np.zeros((0, 128), np.float32)
+            described = embedder.embed(np.stack(chips)) if chips else np.zeros((0, 0), np.float32)
         else:
-            described = np.stack(vectors) if vectors else np.zeros((0, 128), np.float32)
+            described = np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
         return ids, described, unusable
 
     def _stage(self, target: VersionRecord, report: Callable[[int, int], None], bar: Any) -> None:

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from faceid.errors import FaceidError
 from faceid.vision.boxes import iou
+from faceid.vision.sface import descriptor_dimensions
 
 if TYPE_CHECKING:
     from faceid.store import EventRecord, Store
@@ -86,7 +87,11 @@ def load_gallery(
     total = len(faces)
     if not total:
         return GalleryEmbeddings(
-            model, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 128), np.float32), np.zeros(0, bool)
+            model,
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros((0, descriptor_dimensions(model)), np.float32),
+            np.zeros(0, bool),
         )
     face_ids, person_ids, embeddings, has_image = faces.face_ids, faces.person_ids, faces.embeddings, faces.has_image
     if max_faces is not None and total > max_faces:
@@ -128,11 +133,12 @@ class EventEmbeddings:
 
 
 def event_embedding(
-    store: Store, event: EventRecord, model_id: str, analyzer: Analyzer | None, dim: int = 128
+    store: Store, event: EventRecord, model_id: str, analyzer: Analyzer | None, dim: int | None = None
 ) -> np.ndarray | None:
     """The descriptor of one event (see the module notes), or None when it has none to give."""
     meta = event.metadata or {}
     stored = meta.get("embedding")
+    dim = dim or descriptor_dimensions(model_id)
     if isinstance(stored, list) and len(stored) == dim and (event.model_id in (None, model_id)):
         try:
             return np.asarray(stored, np.float32)
@@ -165,7 +171,8 @@ def load_unknown_events(
     progress: bool = False,
 ) -> UnknownEmbeddings:
     """The ``limit`` most recent unknown events that have (or whose snapshot gives) a descriptor of ``model_id``."""
-    empty = UnknownEmbeddings(np.zeros(0, np.int64), np.zeros((0, 128), np.float32), [], [], np.zeros(0, bool))
+    dim = descriptor_dimensions(model_id)
+    empty = UnknownEmbeddings(np.zeros(0, np.int64), np.zeros((0, dim), np.float32), [], [], np.zeros(0, bool))
     if limit <= 0:
         return empty
     events = store.list_events(unknown_only=True, limit=limit)  # newest first

@@ -14,7 +14,7 @@ from faceid.server.errors import ApiError
 from faceid.server.schemas import IdentifyOut, VerifyOut
 from faceid.server.uploads import Photo, read_photo
 from faceid.store import Identification
-from faceid.thresholds import VERIFY_DISTANCE_THRESHOLD
+from faceid.vision.analyzer import same_person_threshold
 from faceid.vision.types import Face
 
 router = APIRouter(tags=["recognition"], responses=ERRORS)
@@ -103,7 +103,8 @@ def verify(
         raise ApiError(422, "give either a second photo (photo2) or a person (person_id), not both or neither")
     first = _largest_face(svc, read_photo(photo))
     model = svc.store.model_id
-    out: dict[str, Any] = {"model_id": model, "threshold": VERIFY_DISTANCE_THRESHOLD, "box": _box(first)}
+    threshold = same_person_threshold(first.embedding)  # dlib's 0.6, or the fused descriptor's 1.0
+    out: dict[str, Any] = {"model_id": model, "threshold": threshold, "box": _box(first)}
     if person_id is not None:
         person = svc.store.get_person(person_id)
         embeddings = [
@@ -121,5 +122,5 @@ def verify(
         out["other_box"] = _box(second)
     distance = float(np.linalg.norm(np.asarray(first.embedding, np.float32) - np.asarray(reference, np.float32)))
     out["distance"] = round(distance, 6)
-    out["same"] = distance <= VERIFY_DISTANCE_THRESHOLD
+    out["same"] = distance <= threshold
     return out
