@@ -140,3 +140,28 @@ def test_an_event_that_does_not_say_its_model_is_clustered_with_the_active_one(s
     second = store.record_event(person_id=None, metadata={"template": [float(v) for v in face_of(centre, rng)]}).id
     found = inbox(store).visitor_of([first, second])
     assert found[first] == found[second]
+
+
+def test_visitors_follow_a_new_model_with_their_ids(store: Store) -> None:
+    import base64
+
+    rng = np.random.default_rng(7)
+    a, b = people(2, seed=4)
+    ids = []
+    for k in range(6):
+        centre = (a, b)[k % 2]
+        meta = {
+            "template": [float(v) for v in face_of(centre, rng)],
+            "crop_jpeg": base64.b64encode(b"ab"[k % 2 : k % 2 + 1]).decode(),
+        }
+        ids.append(store.record_event(person_id=None, model_id=MODEL, metadata=meta).id)
+    no_crop = unknown(store, face_of(a, rng))
+    box = inbox(store)
+    before = {v.id: set(box.events(v.id)) for v in box.list_visitors()}
+    # The "new model": the same people, another space (a fixed rotation), described from the crop bytes.
+    rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(DIM, DIM)))
+    centres = {b"a": a @ rotation, b"b": b @ rotation}
+    stats = box.follow_model("next-model", lambda crop: face_of(centres[crop].astype(np.float32), rng))
+    assert stats["described"] == 6 and stats["without_crop"] == 1
+    after = {v.id: set(box.events(v.id)) for v in box.list_visitors(model_id="next-model")}
+    assert after == {v: members - {no_crop} for v, members in before.items()}

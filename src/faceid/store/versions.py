@@ -789,15 +789,20 @@ class VersionedStore(Store):
         return {"active": target.model_id, "previous": current, "faces": faces, "seconds": seconds}
 
     def _reembed_negatives(self, target: VersionRecord) -> None:
-        """ "Not this person" exemplars follow the new version: each is described again from its crop."""
+        """What the inbox keeps follows the new version, described again from the face crops: the "not this person"
+        exemplars, and the visitors' events (their ids kept). A failure here leaves the switch done (logged)."""
         from faceid.store.corrections import reembed_negatives
+        from faceid.store.visitors import inbox
 
         analyzer = self.analyzer_for(target)
-        added = reembed_negatives(
-            self, self.face_model_id(target.model_id), lambda crop: analyzer_embedding(analyzer, crop)
-        )
-        if added:
-            log.info("%d negative exemplar(s) described with %s", added, target.model_id)
+        model = self.face_model_id(target.model_id)
+        try:
+            added = reembed_negatives(self, model, lambda crop: analyzer_embedding(analyzer, crop))
+            moved = inbox(self).follow_model(model, lambda crop: analyzer_embedding(analyzer, crop))
+        except Exception:  # the version is active; the inbox catches up with `faceid visitors recluster`
+            log.exception("the inbox could not follow %s", target.model_id)
+            return
+        log.info("inbox follows %s: %d negative(s), %s", target.model_id, added, moved)
 
     def _switch(self, target: str, current: str) -> int | None:
         """The switch, in one transaction; None when faces were added since staging (stage again first)."""

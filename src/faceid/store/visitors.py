@@ -434,6 +434,56 @@ class Inbox:
         session.flush()
         return done
 
+    def follow_model(self, model_id: str, describe: Any, actor: Actor = SYSTEM) -> dict[str, int]:
+        """After a model change: describe every clustered event of another model again from its face crop with
+        ``describe`` (crop bytes -> descriptor), so that visitors keep their ids and members under ``model_id``;
+        then :meth:`recluster` lets the new model regroup the open ones. A member without a crop cannot follow (it
+        leaves its visitor); visitors left empty are removed."""
+        import base64
+
+        stats = {"described": 0, "without_crop": 0, "visitors_moved": 0}
+        with self._lock, self.store._write() as session:
+            rows = session.execute(
+                select(VisitorMember.event_id, VisitorMember.visitor_id, Event.meta)
+                .join(Event, Event.id == VisitorMember.event_id)
+                .where(VisitorMember.model_id != model_id)
+            ).all()
+            for event_id, _visitor_id, meta in rows:
+                crop = (meta or {}).get("crop_jpeg")
+                vector = None
+                if isinstance(crop, str):
+                    try:
+                        vector = np.asarray(describe(base64.b64decode(crop)), np.float32).reshape(-1)
+                    except Exception as error:  # no face in the crop for this model's detector: it cannot follow
+                        log.info("event %d cannot be described by %s: %s", event_id, model_id, error)
+                if vector is None:
+                    session.execute(delete(VisitorMember).where(VisitorMember.event_id == event_id))
+                    stats["without_crop"] += 1
+                    continue
+                template = [round(float(v), 6) for v in vector]
+                session.execute(
+                    update(Event)
+                    .where(Event.id == event_id)
+                    .values(meta={**(meta or {}), "template": template}, model_id=model_id)
+                )
+                session.execute(
+                    update(VisitorMember)
+                    .where(VisitorMember.event_id == event_id)
+                    .values(embedding=to_bytes(vector), model_id=model_id)
+                )
+                stats["described"] += 1
+            moved = session.execute(
+                update(Visitor).where(Visitor.model_id != model_id).values(model_id=model_id, updated_at=utcnow())
+            )
+            stats["visitors_moved"] = int(getattr(moved, "rowcount", 0) or 0)
+            empty = select(VisitorMember.event_id).where(VisitorMember.visitor_id == Visitor.id).exists()
+            session.execute(delete(Visitor).where(~empty))
+            self._bump(session)
+            audit(session, actor, "visitors.follow_model", "model", model_id, dict(stats))
+        self._cache.clear()
+        self._scanned.clear()
+        return stats | self.recluster(model_id, actor)
+
     def recluster(self, model_id: str | None = None, actor: Actor = SYSTEM) -> dict[str, int]:
         """Cluster again (after a model or threshold change) every event of the open visitors no one shaped, plus
         any unknown event not yet clustered. A new cluster keeps the id of the old visitor with the same members,
