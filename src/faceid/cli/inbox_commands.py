@@ -102,7 +102,15 @@ def _cmd_recluster(args: argparse.Namespace) -> int:
     from faceid.store.visitors import inbox
 
     with _open(args) as store:
-        stats = inbox(store).recluster(actor=CLI)
+        if args.follow_model:  # visitors of an earlier model: their events described again from their crops
+            from faceid.store.versions import analyzer_embedding
+
+            analyzer = store.analyzer
+            stats = inbox(store).follow_model(
+                store.model_id, lambda crop: analyzer_embedding(analyzer, crop), actor=CLI
+            )
+        else:
+            stats = inbox(store).recluster(actor=CLI)
     return _show(
         args,
         stats,
@@ -242,8 +250,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ignore.add_argument("--undo", action="store_true", help="alert again")
     discard = action("discard", "delete an unnamed visitor with its events and snapshots", _cmd_discard)
     discard.add_argument("visitor", type=int)
-    action(
+    recluster = action(
         "recluster", "cluster again (after a model or threshold change); ids kept where membership is", _cmd_recluster
+    )
+    recluster.add_argument(
+        "--follow-model",
+        action="store_true",
+        help="first describe the events of visitors of an earlier model again with the active one (from their crops)",
     )
 
     correct = subparsers.add_parser("correct", help="correct an event: --not (not the person it names) or --is NAME")
