@@ -123,3 +123,19 @@ def test_reembedding_describes_negatives_from_their_crops(store: Store) -> None:
     assert reembed_negatives(store, "next-model", lambda crop: np.ones(64)) == 1
     assert {n.model_id for n in negatives(store, "Ada")} == {MODEL, "next-model"}
     assert reembed_negatives(store, "next-model", lambda crop: np.ones(64)) == 0  # once
+
+
+def test_merging_people_keeps_their_visitors_and_negatives(store: Store) -> None:
+    rng = np.random.default_rng(13)
+    a, b = people(2, seed=5)
+    seen = [unknown(store, face_of(a, rng)) for _ in range(2)]
+    visitor = inbox(store).visitor_of(seen)[seen[0]]
+    named = inbox(store).name(visitor, "Ada")["person_id"]
+    other = store.enroll_embeddings("Ada L", face_of(a, rng)[None, :]).id
+    wrong = store.record_event(
+        person_id=other, model_id=MODEL, metadata={"template": [float(v) for v in face_of(b, rng)]}
+    )
+    not_this_person(store, wrong.id)
+    store.merge_people(named, other)
+    assert inbox(store).get(visitor).person_id == named
+    assert [n.person_id for n in negatives(store)] == [named]

@@ -617,6 +617,10 @@ class Store:
             moved = list(session.scalars(select(Face.id).where(Face.person_id == gone.id)))
             session.execute(update(Face).where(Face.person_id == gone.id).values(person_id=kept.id))
             session.execute(update(Event).where(Event.person_id == gone.id).values(person_id=kept.id))
+            from faceid.store.inbox_schema import FaceNegative, Visitor  # the inbox's: named visitors, negatives
+
+            session.execute(update(Visitor).where(Visitor.person_id == gone.id).values(person_id=kept.id))
+            session.execute(update(FaceNegative).where(FaceNegative.person_id == gone.id).values(person_id=kept.id))
             external = gone.external_id
             notes = "\n".join(n for n in (kept.notes, gone.notes) if n)
             metadata = {**(gone.meta or {}), **(kept.meta or {})}
