@@ -97,18 +97,29 @@ def _stream(groups: dict[str, list[int]], min_photos: int, seed: int) -> tuple[l
     return [items[k] for k in order], regulars
 
 
-def _replay(store: Any, vectors: np.ndarray, start: datetime, progress: bool, label: str) -> tuple[list[int], float]:
+def _replay(
+    store: Any,
+    vectors: np.ndarray,
+    start: datetime,
+    progress: bool,
+    label: str,
+    qualities: Sequence[float | None] | None = None,
+) -> tuple[list[int], float]:
     """Record each descriptor as an unknown event (one a minute, cameras in turn): the event ids and events/s."""
     ids = []
     started = time.perf_counter()
     for k, vector in enumerate(tqdm(vectors, desc=label, disable=not progress, leave=False, unit="event")):
+        quality = 1.0 if qualities is None else qualities[k]
+        meta: dict[str, Any] = {"template": [round(float(v), 6) for v in vector]}
+        if quality is not None:
+            meta["quality"] = {"score": quality}
         ids.append(
             store.record_event(
                 person_id=None,
                 source=CAMERAS[k % len(CAMERAS)],
                 time=start + timedelta(minutes=k),
                 model_id=MODEL,
-                metadata={"template": [round(float(v), 6) for v in vector], "quality": {"score": 1.0}},
+                metadata=meta,
             ).id
         )
     elapsed = time.perf_counter() - started
@@ -387,6 +398,51 @@ def _scale(
     }
 
 
+def _quality_gate(
+    faces: LabelledFaces, calibration: Calibration, min_photos: int, seed: int, share: float, progress: bool
+) -> dict[str, Any]:
+    """The quality gate on poor faces (synthetic): a share of the events is made poor (its descriptor drawn towards
+    the mean face, plus noise) and replayed with a poor quality score (the gate in force) and with no score (the
+    gate cannot tell): BCubed of each, and of the clean replay."""
+    from faceid.store.visitors import inbox
+
+    stream, _ = _stream(faces.by_person(), min_photos, seed)
+    base = faces.embeddings[stream].astype(np.float32)
+    truth = [str(faces.people[i]) for i in stream]
+    rng = np.random.default_rng(seed + 1)
+    same = [np.linalg.norm(base[a] - base[b]) for a, b in _same_pairs(truth, rng, 500)]
+    scale = float(np.median(same)) if same else 0.0
+    poor = rng.random(len(base)) < share
+    # A blurred or tiny face loses what tells people apart: its descriptor drifts towards the mean face (where it
+    # is close to everyone), here half way, with noise of half a same-person distance on top.
+    mean_face = base.mean(0)
+    noisy = base.copy()
+    noisy[poor] += 0.5 * (mean_face - base[poor])
+    noisy[poor] += rng.normal(scale=0.5 * scale / np.sqrt(base.shape[1]), size=(int(poor.sum()), base.shape[1]))
+    results: dict[str, Any] = {"events": len(base), "poor": int(poor.sum()), "noise": round(scale, 4)}
+    runs = {
+        "clean": (base, None),
+        "poor, gate in force": (noisy, [0.02 if p else 1.0 for p in poor]),
+        "poor, no quality known": (noisy, [None] * len(base)),
+    }
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for label, (vectors, qualities) in runs.items():
+        with tempfile.TemporaryDirectory() as folder, _open_store(folder, calibration) as store:
+            ids, _ = _replay(store, vectors, start, progress, label, qualities)
+            found = inbox(store).visitor_of(ids)
+        labels = [found.get(e, -e) for e in ids]
+        precision, recall = bcubed(labels, truth)
+        good = [k for k in range(len(ids)) if not poor[k]]
+        precision_good, recall_good = bcubed([labels[k] for k in good], [truth[k] for k in good])
+        results[label] = {
+            "bcubed_precision": round(precision, 4),
+            "bcubed_recall": round(recall, 4),
+            "good_faces_bcubed_precision": round(precision_good, 4),
+            "good_faces_bcubed_recall": round(recall_good, 4),
+        }
+    return results
+
+
 def _same_pairs(truth: list[str], rng: np.random.Generator, count: int) -> list[tuple[int, int]]:
     by: dict[str, list[int]] = {}
     for k, t in enumerate(truth):
@@ -471,6 +527,8 @@ def _evaluate(
         "events_per_second": mean(["clustering", "events_per_second"]),
         "halves": runs,
     }
+    second_half = _people_subset(faces, halves[1])  # the people calibrations[0] was not made from
+    report["quality_gate"] = _quality_gate(second_half, calibrations[0], min_photos, seed, 0.2, progress)
     if scale_events > 0:
         report["scale"] = _scale(faces, calibrations[0], scale_events, min_photos, seed, progress)
     return report
@@ -558,6 +616,21 @@ def format_report(report: dict[str, Any]) -> str:
                     f"| {100 * row['dir_corrected_people_before']:.1f}% -> "
                     f"{100 * row['dir_corrected_people_after']:.1f}% ({row['corrected_people_probes']} probes) |"
                 )
+    gate = report.get("quality_gate")
+    if gate:
+        lines += [
+            "",
+            f"quality gate (half 1, {gate['poor']} of {gate['events']} events made poor: noise {gate['noise']}):",
+            "",
+            "| replay | BCubed P | BCubed R | good faces' BCubed P | good faces' BCubed R |",
+            "|---|---|---|---|---|",
+        ]
+        for label in ("clean", "poor, gate in force", "poor, no quality known"):
+            row = gate[label]
+            lines.append(
+                f"| {label} | {row['bcubed_precision']:.4f} | {row['bcubed_recall']:.4f} "
+                f"| {row['good_faces_bcubed_precision']:.4f} | {row['good_faces_bcubed_recall']:.4f} |"
+            )
     scale = report.get("scale")
     if scale:
         lines += [
