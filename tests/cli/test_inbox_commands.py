@@ -88,6 +88,7 @@ def test_bench_visitors_on_a_small_part(
     assert code == 0
     assert report["bcubed_precision"] >= 0.9 and report["bcubed_recall"] >= 0.8
     assert report["scale"]["events"] == 300 and report["events_per_second"] > 0
+    assert {"clean", "poor, gate in force", "poor, no quality known"} <= set(report["quality_gate"])
     for half in report["halves"]:
         assert half["clustering"]["clicks"]["total"] >= half["regulars"] > 0
         assert half["naming"]["people_named"] > 0
