@@ -82,6 +82,9 @@ def test_the_inbox_loop_through_the_api(inbox_clients: Clients, faces_dev_dir: P
     assert named.status_code == 200, named.text
     person_id = named.json()["person_id"]
     assert named.json()["events_labelled"] == detail["events"]
+    # The enrolled face was found again in its snapshot: photo and landmarks kept, so a new model can describe it.
+    faces = viewer.get(f"/api/v1/people/{person_id}").json()["faces"]
+    assert len(faces) == 1 and faces[0]["landmarks"] and faces[0]["image_url"]
     labelled = viewer.get("/api/v1/events", params={"person_id": person_id}).json()
     assert {e["id"] for e in labelled["items"]} == {e["id"] for e in detail["event_list"]}
 

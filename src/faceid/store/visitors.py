@@ -735,30 +735,19 @@ class Inbox:
         if cap < 1:
             raise BadInputError("at least one face must be enrolled")
         clean = _clean_name(name) if name is not None else None
+        with self.store._read() as session:  # which faces: chosen first, described outside any transaction
+            visitor = self._visitor(session, visitor_id)
+            chosen_ids = [int(r.event_id) for r in self._choose(self._name_rows(session, visitor_id), cap)]
+            model_id = visitor.model_id
+        described = self._describe_events(chosen_ids, model_id)
         with self.store._write() as session:
             visitor = self._visitor(session, visitor_id)
             if visitor.status == NAMED:
                 raise ConflictError(f"visitor {visitor_id} is already named (person {visitor.person_id})")
-            rows = session.execute(
-                select(
-                    VisitorMember.event_id,
-                    VisitorMember.embedding,
-                    VisitorMember.quality,
-                    VisitorMember.anchor,
-                    Event.snapshot_sha256,
-                    Event.snapshot_type,
-                    Event.box,
-                    Event.meta,
-                )
-                .join(Event, Event.id == VisitorMember.event_id)
-                .where(VisitorMember.visitor_id == visitor_id)
-                .order_by(Event.id)
-            ).all()
+            rows = self._name_rows(session, visitor_id)
             if not rows:
                 raise ConflictError(f"visitor {visitor_id} has no events left")
-            pool = [r for r in rows if r.anchor] or list(rows)
-            vectors = np.stack([from_bytes(r.embedding) for r in pool])
-            chosen = [pool[i] for i in farthest_point_sample(vectors, cap)]
+            chosen = [r for r in rows if int(r.event_id) in set(chosen_ids)] or self._choose(rows, cap)
             now = utcnow()
             if clean is not None:
                 self.store._check_free(session, clean, None)
@@ -771,21 +760,7 @@ class Inbox:
                 target = self.store._person(session, person, lock=True)
                 target.updated_at = now
                 created = False
-            faces = [
-                Face(
-                    person_id=target.id,
-                    model_id=visitor.model_id,
-                    embedding=from_bytes(r.embedding),
-                    image_sha256=r.snapshot_sha256,
-                    image_type=r.snapshot_type if r.snapshot_sha256 else None,
-                    box=r.box,
-                    landmarks=None,
-                    quality=r.quality,
-                    size=((r.meta or {}).get("quality") or {}).get("size") if isinstance(r.meta, dict) else None,
-                    created_at=now,
-                )
-                for r in chosen
-            ]
+            faces = [self._face_of(target.id, visitor.model_id, r, described.get(int(r.event_id)), now) for r in chosen]
             session.add_all(faces)
             session.flush()
             self.store._log_faces(session, [f.id for f in faces])
@@ -812,6 +787,91 @@ class Inbox:
             len(event_ids),
         )
         return result
+
+    @staticmethod
+    def _name_rows(session: Session, visitor_id: int) -> list[Any]:
+        return list(
+            session.execute(
+                select(
+                    VisitorMember.event_id,
+                    VisitorMember.embedding,
+                    VisitorMember.quality,
+                    VisitorMember.anchor,
+                    Event.snapshot_sha256,
+                    Event.snapshot_type,
+                    Event.box,
+                    Event.meta,
+                )
+                .join(Event, Event.id == VisitorMember.event_id)
+                .where(VisitorMember.visitor_id == visitor_id)
+                .order_by(Event.id)
+            ).all()
+        )
+
+    @staticmethod
+    def _choose(rows: list[Any], cap: int) -> list[Any]:
+        pool = [r for r in rows if r.anchor] or list(rows)
+        if not pool:
+            return []
+        vectors = np.stack([from_bytes(r.embedding) for r in pool])
+        return [pool[i] for i in farthest_point_sample(vectors, cap)]
+
+    def _describe_events(self, event_ids: list[int], model_id: str) -> dict[int, Any]:
+        """The face each event is about, found again in its snapshot by the store's analyzer (so that the enrolled
+        face has its photo and landmarks, and a new model version can describe it again), when the store follows
+        its analyzer's model and that is the visitor's. Events whose face is not found are left out."""
+        from faceid.store.photos import prepared_from_face
+        from faceid.thresholds import EVENT_FACE_MIN_IOU
+        from faceid.vision.image import load_image
+
+        store = self.store
+        if store._model_id is not None and store._analyzer is None:
+            return {}  # a store on embeddings alone (benchmarks): no analyzer to describe with
+        with store._read() as session:
+            events = {int(e.id): e for e in session.scalars(select(Event).where(Event.id.in_(event_ids)))}
+        wanted = [e for e in events.values() if e.snapshot_sha256 and e.snapshot_type and e.box and len(e.box) == 4]
+        if not wanted:
+            return {}
+        analyzer = store.analyzer
+        if analyzer.model_id != model_id:
+            return {}
+        found: dict[int, Any] = {}
+        for event in wanted:
+            try:
+                data = store.files.read(str(event.snapshot_sha256), str(event.snapshot_type))
+                faces = analyzer.analyze(load_image(data))
+            except Exception as error:  # an unreadable snapshot: the face is enrolled from its descriptor alone
+                log.info("event %d: its snapshot cannot be described (%s)", event.id, error)
+                continue
+            box = [float(v) for v in (event.box or [])]
+            best = max(faces, key=lambda f: _iou([float(v) for v in np.asarray(f.box).reshape(-1)], box), default=None)
+            if (
+                best is not None
+                and _iou([float(v) for v in np.asarray(best.box).reshape(-1)], box) >= EVENT_FACE_MIN_IOU
+            ):
+                found[int(event.id)] = prepared_from_face(
+                    best, model_id, None, event.snapshot_type, f"event {event.id}"
+                )
+        return found
+
+    @staticmethod
+    def _face_of(person_id: int, model_id: str, row: Any, described: Any, now: datetime) -> Face:
+        """A face row for a chosen member: as described again from its snapshot when it could be, else from the
+        descriptor it was clustered by (no landmarks: a new model version cannot describe it again)."""
+        meta = row.meta if isinstance(row.meta, dict) else {}
+        size = (meta.get("quality") or {}).get("size") if isinstance(meta.get("quality"), dict) else None
+        return Face(
+            person_id=person_id,
+            model_id=model_id,
+            embedding=from_bytes(row.embedding) if described is None else np.asarray(described.embedding, np.float32),
+            image_sha256=row.snapshot_sha256,
+            image_type=row.snapshot_type if row.snapshot_sha256 else None,
+            box=row.box if described is None else described.box,
+            landmarks=None if described is None else described.landmarks,
+            quality=row.quality,
+            size=size,
+            created_at=now,
+        )
 
     def merge(self, into: int, other: int, actor: Actor = SYSTEM) -> VisitorSummary:
         """Move ``other``'s events into ``into`` (both unnamed; to add to a named visitor, name ``other`` as its
@@ -933,3 +993,11 @@ def _stream_with_temporary_ids(
 def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
