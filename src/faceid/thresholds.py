@@ -242,6 +242,8 @@ SFACE_DISTANCE_THRESHOLD = 1.14
 # Faces under this quality (faceid.monitor.quality: the monitor's own bar for naming anyone) never shape a
 # visitor's centroid, and join one only when they pass the threshold a VISITOR_WEAK_STRICTNESS times larger gallery
 # would get (a stranger rate that much lower): a blurred 40 px face cannot glue two visitors together.
+# Measured on faces-dev with a fifth of the faces made poor (synthetic; bench/RESULTS.md "Visitors"): BCubed
+# precision 0.98 with the gate, 0.87 without.
 VISITOR_ANCHOR_MIN_QUALITY = MONITOR_NAME_MIN_QUALITY
 VISITOR_WEAK_STRICTNESS = 20
 # Naming a visitor enrolls at most this many of its faces, chosen by farthest-point sampling among its anchors (the
