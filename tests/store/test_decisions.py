@@ -112,3 +112,30 @@ def test_a_camera_adapts_to_its_strangers_but_not_to_an_enrolled_persons_missed_
         answer = store.identify_embedding(_vector("ada-probe", ada, 0.01), camera="gate")
         assert answer.known and answer.person is not None and answer.person.name == "Ada"
         assert answer.calibration == "camera"
+
+
+def test_a_person_enrolled_with_several_faces_is_scored_like_one_face(tmp_path: Path) -> None:
+    """A centroid of k faces sits closer to everyone than one face does; the store adds the shrinkage back
+    (the calibration's within-person variance), so several photos do not let more strangers through."""
+    from faceid.store.match import cohort_means, normalise, one_face_equivalent
+    from faceid.store.store import Store
+
+    calibration = load_shipped(DESCRIPTOR_MODEL_ID)
+    assert calibration is not None and calibration.cohort is not None
+    within = float(calibration.details["within_variance"])
+    assert 0 < within < 1
+    faces = np.stack([_vector(f"ada-{k}", _vector("ada"), 0.03) for k in range(3)])
+    probe = _vector("probe")
+    with Store(tmp_path / "data", model_id=DESCRIPTOR_MODEL_ID, index="exact") as store:
+        store.enroll_embeddings("Ada", faces)
+        best = store.identify_embedding(probe).candidates[0]
+    centre = faces.mean(axis=0)
+    distance = float(np.linalg.norm(probe - centre))
+    expected = normalise(
+        one_face_equivalent(np.array([[distance]]), np.array([3.0]), within),
+        cohort_means(probe, calibration.cohort),
+        one_face_equivalent(cohort_means(centre, calibration.cohort), np.array([3.0]), within),
+    )[0, 0]
+    assert best.distance == pytest.approx(distance, abs=1e-4)  # the distance shown is the plain one
+    assert best.score == pytest.approx(float(expected), abs=1e-4) and best.score > distance / 2
+    assert one_face_equivalent(np.array([0.5]), np.array([1.0]), within)[0] == pytest.approx(0.5)

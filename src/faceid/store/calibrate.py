@@ -64,6 +64,19 @@ class LabelledFaces:
         return groups
 
 
+def within_person_variance(faces: LabelledFaces) -> float:
+    """How far one person's descriptors lie from their own mean, E|x - mean|^2 (summed over dimensions, unbiased),
+    over the people with two or more photos; 0 when there are none."""
+    total, weight = 0.0, 0
+    for indices in faces.by_person().values():
+        if len(indices) < 2:
+            continue
+        vectors = faces.embeddings[indices].astype(np.float64)
+        total += float(((vectors - vectors.mean(axis=0)) ** 2).sum())
+        weight += len(indices) - 1
+    return round(total / weight, 6) if weight else 0.0
+
+
 def folder_photos(root: Path) -> list[str]:
     """``<person>/<photo>`` paths under ``root`` (relative), sorted."""
     from faceid.store.bulk import IMAGE_SUFFIXES
@@ -231,6 +244,9 @@ def calibrate_faces(
         "thresholds_by_gallery_size": {
             str(n): round(calibration.threshold_for(n), 4) for n in (10, 50, 200, 1000, 10000)
         },
+        # The stranger scores above are of one-face centroids; a person enrolled with more faces is scored as
+        # one (faceid.store.match.one_face_equivalent).
+        "within_variance": within_person_variance(faces),
     }
     if calibration.threshold_for(gallery_size) <= float(impostors[0]):
         log.warning(

@@ -181,7 +181,7 @@ def evaluate_shipped_calibration(
     (DIR at that threshold), the share of answers that were ambiguous, and DIR at the strangers' own 1% point
     (the best any threshold could do with this cohort: comparable with the table above).
     """
-    from faceid.store.match import ambiguous_pairs
+    from faceid.store.match import ambiguous_pairs, one_face_equivalent
     from faceid.store.shipped import _people_subset as _subset
     from faceid.store.shipped import build_calibration
 
@@ -215,11 +215,14 @@ def evaluate_shipped_calibration(
                 vectors = measured_faces.embeddings
                 _, centres = centroids(vectors[enrolled], owners)
                 probe_vectors = vectors[probes + strangers]
-                distances = pairwise_distances(probe_vectors, centres)
+                # As the store scores them: centroids of several faces made comparable with one face's.
+                per_person = np.bincount(owners, minlength=len(centres)).astype(np.float64)
+                within = float(calibration.details.get("within_variance") or 0.0)
+                distances = one_face_equivalent(pairwise_distances(probe_vectors, centres), per_person[None, :], within)
                 scores = normalise(
                     distances,
                     cohort_means(probe_vectors, calibration.cohort),
-                    cohort_means(centres, calibration.cohort),
+                    one_face_equivalent(cohort_means(centres, calibration.cohort), per_person, within),
                 )
                 threshold = calibration.threshold_for(len(people))
                 best = scores.argmin(axis=1)

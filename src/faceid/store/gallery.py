@@ -60,6 +60,7 @@ class Gallery:
         self._faces_per_person: dict[int, int] = {}  # in-memory indexes only
         self._people_count: int | None = None  # pgvector: counted in the database, per version
         self._centroids: dict[int, np.ndarray] = {}
+        self._centroid_counts: dict[int, int] = {}  # faces averaged by each cached centroid
         self._names: dict[int, str] = {}  # person id -> name, dropped whenever the version moves
 
     # -- choosing and loading ---------------------------------------------------------------
@@ -86,6 +87,7 @@ class Gallery:
         """Build the index from the database (at start, or when it fell too far behind)."""
         with self._lock, Session(self.engine) as session:
             self._centroids.clear()
+            self._centroid_counts.clear()
             self._names.clear()
             self._faces_per_person = {}
             self._people_count = None
@@ -208,6 +210,7 @@ class Gallery:
             self._index.set_size(self._count(session))
             self._people_count = None
             self._centroids.clear()  # the faces' former owners are not known here
+            self._centroid_counts.clear()
             self.version = version
             return
         before = self._index.person_of(changed)
@@ -236,6 +239,7 @@ class Gallery:
             self._faces_per_person[person] = self._faces_per_person.get(person, 0) + 1
         for person in {*before.values(), *(r[1] for r in rows)}:
             self._centroids.pop(person, None)
+            self._centroid_counts.pop(person, None)
         self.version = version
         if self.requested == "auto" and self._choose(len(self._index)) == "approx" and self.kind == "exact":
             log.info(
@@ -282,6 +286,11 @@ class Gallery:
                     )
             return self._people_count
 
+    def face_counts(self, person_ids: Sequence[int]) -> dict[int, int]:
+        """How many faces of this model each person's centroid averages (after :meth:`centroids`)."""
+        with self._lock:
+            return {p: self._centroid_counts[p] for p in person_ids if p in self._centroid_counts}
+
     def centroids(self, person_ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The mean descriptor of each person's faces of this model (people without any are left out).
 
@@ -306,4 +315,5 @@ class Gallery:
                 for person in missing:
                     if person in sums:
                         self._centroids[person] = (sums[person] / counts[person]).astype(np.float32)
+                        self._centroid_counts[person] = counts[person]
             return {p: self._centroids[p] for p in person_ids if p in self._centroids}
