@@ -278,7 +278,8 @@ class Matcher:
             return []
         centres = np.stack([by_person[p] for p in people])
         distances = np.sqrt(np.maximum(((centres - probe[None, :]) ** 2).sum(axis=1), 0.0))
-        within = float((self.calibration.details or {}).get("within_variance") or 0.0) if self.calibrated else 0.0
+        details = self.calibration.details if self.calibration is not None and self.calibrated else {}
+        within = float((details or {}).get("within_variance") or 0.0)
         if within > 0:
             counts = self.gallery.face_counts(people)
             faces = np.array([counts.get(p, 1) for p in people], np.float64)
