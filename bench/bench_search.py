@@ -211,6 +211,13 @@ def start_postgres(folder: Path) -> tuple[object, str]:
         ):
             connection.execute(f"ALTER SYSTEM SET {setting}")
     server.psql("SELECT pg_reload_conf();")
+    with psycopg.connect(server.get_uri(), autocommit=True) as connection:
+        # shared_buffers needs a restart, so it stays at the server's default: the OS page cache holds the index.
+        shown = ", ".join(
+            f"{name} = {connection.execute(f'SHOW {name}').fetchone()[0]}"  # type: ignore[index]
+            for name in ("maintenance_work_mem", "max_parallel_maintenance_workers", "shared_buffers", "work_mem")
+        )
+    print(f"postgres: {shown}", flush=True)
     return server, str(server.get_uri())
 
 
@@ -234,16 +241,21 @@ def load_postgres(
     m: int = 16,
     ef_construction: int = 64,
     per_model: bool = False,
+    cast: str = "vector",
+    queried_only: bool = False,
 ) -> float:
     """Fill the store's tables with ``gallery`` (COPY; with ``second``, the same faces under MODEL_2 too),
-    then build the HNSW index (one for the table, or with ``per_model`` one partial index per model);
-    returns the build seconds."""
+    then build the HNSW index (one for the table, or with ``per_model`` one partial index per model; with
+    ``cast`` halfvec on the descriptors in half precision; with ``queried_only`` only MODEL's partial index: the
+    graph its queries walk is the same, in half the build time); returns the build seconds."""
     import psycopg
 
     from faceid.store import Store
 
     Store(data_dir, url, model_id=MODEL).close()  # the store's own schema, as migrations make it
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as connection:
+        # pgvector says so when the graph outgrows maintenance_work_mem (the build then crawls on disk).
+        connection.add_notice_handler(lambda notice: print(f"    postgres: {notice.message_primary}", file=sys.stderr))
         for (name,) in connection.execute(
             "SELECT indexname FROM pg_indexes WHERE tablename = 'faces' AND indexdef ILIKE '%USING hnsw%'"
         ).fetchall():
@@ -256,6 +268,7 @@ def load_postgres(
             for person in np.unique(person_ids).tolist():
                 copy.write_row((person + 1, f"p{person}", f"p{person}", "{}", now, now))
         versions = [(MODEL, gallery)] + ([(MODEL_2, second)] if second is not None else [])
+        indexed = versions[:1] if queried_only else versions
         with connection.cursor().copy("COPY faces (id, person_id, model_id, embedding, created_at) FROM STDIN") as copy:
             # The versions interleaved face by face, as a re-embedding writes them.
             for face, person in enumerate(person_ids.tolist()):
@@ -264,17 +277,50 @@ def load_postgres(
                     copy.write_row((number * len(gallery) + face + 1, person + 1, model, literal, now))
         started = time.perf_counter()
         dim = gallery.shape[1]
-        if per_model:
-            for model, _ in versions:
+        if per_model and cast == "vector":
+            for model, _ in indexed:
                 create_hnsw_index(connection, model, dim, m, ef_construction)
+        elif per_model:  # as create_hnsw_index, in half precision
+            for number, (model, _) in enumerate(indexed):
+                connection.execute(
+                    f"CREATE INDEX ix_faces_hnsw_half_{number} ON faces USING hnsw ((embedding::halfvec({dim})) "
+                    f"halfvec_l2_ops) WITH (m = {m}, ef_construction = {ef_construction}) WHERE model_id = '{model}'"
+                )
         else:  # one graph over every model's rows (the layout before per-model indexes)
             connection.execute(
-                f"CREATE INDEX ix_faces_embedding_hnsw ON faces USING hnsw ((embedding::vector({dim})) vector_l2_ops) "
+                f"CREATE INDEX ix_faces_embedding_hnsw ON faces USING hnsw ((embedding::{cast}({dim})) {cast}_l2_ops) "
                 f"WITH (m = {m}, ef_construction = {ef_construction})"
             )
         build = time.perf_counter() - started
         connection.execute("ANALYZE faces")
     return build
+
+
+class HalfvecSearch(PgvectorIndex):
+    """PgvectorIndex's query on a half-precision index: the graph walks ``embedding::halfvec(D)``; the k faces
+    found are given their full-precision distances (the store re-scores the candidates in full precision)."""
+
+    def search(self, query: np.ndarray, k: int) -> Neighbours:
+        from sqlalchemy import text
+
+        literal = "[" + ",".join(f"{v:.8g}" for v in np.asarray(query, np.float32).reshape(-1).tolist()) + "]"
+        d = self.dim
+        with self.engine.connect() as connection, connection.begin():
+            connection.execute(text(f"SET LOCAL hnsw.ef_search = {int(max(self.ef_search, k))}"))
+            connection.execute(text(f"SET LOCAL hnsw.iterative_scan = {self.iterative_scan}"))
+            connection.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+            rows = connection.execute(
+                text(
+                    f"SELECT id, person_id, embedding::vector({d}) <-> CAST(:q AS vector({d})) FROM faces "
+                    f"WHERE model_id = :model ORDER BY embedding::halfvec({d}) <-> CAST(:q AS halfvec({d})) LIMIT :k"
+                ),
+                {"q": literal, "model": self.model_id, "k": int(k)},
+            ).all()
+        face_ids = np.array([r[0] for r in rows], np.int64)
+        person_ids = np.array([r[1] for r in rows], np.int64)
+        distances = np.array([r[2] for r in rows], np.float32)
+        order = np.argsort(distances, kind="stable")
+        return Neighbours(face_ids[order], person_ids[order], distances[order])
 
 
 def main() -> int:
@@ -290,7 +336,13 @@ def main() -> int:
     )
     parser.add_argument("--hnsw", default="16:64", help="pgvector index builds to compare, m:ef_construction,...")
     parser.add_argument(
-        "--per-model", default="no", help="pgvector: no (one index), yes (a partial index per model) or no,yes"
+        "--per-model",
+        default="no",
+        help="pgvector: no (one index), yes (a partial index per model), queried (only the queried model's "
+        "partial index: half the build) or a list",
+    )
+    parser.add_argument(
+        "--cast", choices=("vector", "halfvec"), default="vector", help="pgvector: index full or half precision"
     )
     parser.add_argument("--iterative", default="relaxed_order", help="pgvector hnsw.iterative_scan modes (sweep)")
     parser.add_argument("--seed", type=int, default=0)
@@ -340,15 +392,30 @@ def main() -> int:
                 second = second_version(gallery, args.seed) if args.versions == 2 else None
                 for build_setting in args.hnsw.split(","):
                     m, ef_construction = (int(v) for v in build_setting.split(":"))
-                    for per_model in (p == "yes" for p in args.per_model.split(",")):
+                    for layout_name in args.per_model.split(","):
+                        per_model = layout_name in ("yes", "queried")
                         build = load_postgres(
-                            url, folder / "data", gallery, person_ids, second, m, ef_construction, per_model
+                            url,
+                            folder / "data",
+                            gallery,
+                            person_ids,
+                            second,
+                            m,
+                            ef_construction,
+                            per_model,
+                            args.cast,
+                            queried_only=layout_name == "queried",
                         )
                         engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=2)
                         layout = f"{args.versions} model(s), " + ("index per model" if per_model else "one index")
+                        if layout_name == "queried":
+                            layout = f"{args.versions} model(s), the queried model's index only"
+                        if args.cast == "halfvec":
+                            layout += ", halfvec"
                         for mode in args.iterative.split(","):
                             for ef in (int(e) for e in args.ef_search.split(",")):
-                                pgvector = PgvectorIndex(engine, MODEL, ef_search=ef, iterative_scan=mode)
+                                kind = HalfvecSearch if args.cast == "halfvec" else PgvectorIndex
+                                pgvector = kind(engine, MODEL, ef_search=ef, iterative_scan=mode)
 
                                 def search(query: np.ndarray, k: int, index: PgvectorIndex = pgvector) -> Neighbours:
                                     answer = index.search(query, k)  # ids are 1-based in the table
