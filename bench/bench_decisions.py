@@ -33,7 +33,7 @@ from common import command_line, dataset, machine, write_results_section
 from faceid.eval.metrics import kfold_accuracy, tar_at_far
 from faceid.eval.pairs import read_pairs
 from faceid.store.calibrate import LabelledFaces, describe_photos, folder_photos
-from faceid.store.evaluate import _draw, _people_half
+from faceid.store.identify_bench import _draw, _people_half
 from faceid.store.match import ambiguous_pairs, centroids, cohort_means, normalise, pairwise_distances
 from faceid.store.shipped import _people_subset, build_calibration
 from faceid.thresholds import UNCALIBRATED_CENTROID_THRESHOLD
@@ -136,7 +136,7 @@ def cohort_section(photo: LabelledFaces, model_id: str) -> dict[str, Any]:
     from functools import partial
 
     import faceid.store.shipped as shipped
-    from faceid.store.evaluate import evaluate_shipped_calibration
+    from faceid.store.identify_bench import evaluate_shipped_calibration
 
     out = {}
     original = shipped.build_calibration

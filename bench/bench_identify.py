@@ -3,7 +3,7 @@ side by side with each improvement, for 1 photo enrolled per person (the protoco
 and for 3 (where scoring a person by the centroid of their faces or by their nearest face differs).
 
 The same as ``faceid bench identify --root DIR``, run twice; the protocol is described in
-``faceid.store.evaluate``. Descriptors are cached on disk, so a second run takes seconds.
+``faceid.store.identify_bench``. Descriptors are cached on disk, so a second run takes seconds.
 
     python bench/bench_identify.py [--draws 5] [--json results.json]
 """
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from common import command_line, dataset, machine
-from faceid.store.evaluate import format_report, run_identification_benchmark
+from faceid.store.identify_bench import format_report, run_identification_benchmark
 
 
 def main() -> int:

@@ -77,7 +77,7 @@ def environment() -> dict[str, Any]:
 
 
 def runtimes_section(data: Path, out: Path) -> dict[str, Any]:
-    from faceid.runtimes.bench import format_report, run_runtime_benchmark
+    from faceid.runtime_bench.bench import format_report, run_runtime_benchmark
 
     started = time.monotonic()
     report = run_runtime_benchmark(
@@ -93,7 +93,7 @@ def runtimes_section(data: Path, out: Path) -> dict[str, Any]:
 
 def _pair_chips(data: Path) -> tuple[np.ndarray, list[Any], list[str]]:
     from faceid.eval.pairs import read_pairs
-    from faceid.runtimes.bench import pair_chips
+    from faceid.runtime_bench.bench import pair_chips
     from faceid.vision.analyzer import Analyzer
 
     pairs, _ = read_pairs(data / "pairs.txt")

@@ -8,7 +8,7 @@ import pytest
 from faceid.errors import BadInputError
 from faceid.store import Store
 from faceid.store.calibrate import LabelledFaces, calibrate_faces
-from faceid.store.evaluate import evaluate_faces, open_set_rates
+from faceid.store.identify_bench import evaluate_faces, open_set_rates
 from faceid.store.match import METHOD_COHORT, METHOD_DISTANCE, centroids, cohort_means, normalise
 
 from .helpers import TEST_MODEL

@@ -87,7 +87,7 @@ def test_pgvector_index_searches_inside_postgresql(data_dir: Path, db_url: str |
 
 @pytest.mark.parametrize("mode", ["exact", "approx"])
 def test_auto_index_switches_by_size(monkeypatch: pytest.MonkeyPatch, data_dir: Path, mode: str) -> None:
-    import faceid.store.gallery as gallery_module
+    import faceid.store.gallery_cache as gallery_module
 
     monkeypatch.setattr(gallery_module, "APPROX_INDEX_MIN_FACES", 5 if mode == "approx" else 10**9)
     with Store(data_dir, None, model_id=TEST_MODEL) as store:

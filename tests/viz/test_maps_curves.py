@@ -8,7 +8,7 @@ import pytest
 from faceid.errors import BadInputError
 from faceid.eval.metrics import roc_auc
 from faceid.viz.curves import PairScores, compute_curves, curves_to_dict, different_pairs, probit, same_pairs
-from faceid.viz.gallery import GalleryEmbeddings, UnknownEmbeddings
+from faceid.viz.embeddings import GalleryEmbeddings, UnknownEmbeddings
 from faceid.viz.maps import build_map, person_color
 from faceid.viz.projection import pca, project
 

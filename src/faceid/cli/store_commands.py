@@ -400,7 +400,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _cmd_bench_identify(args: argparse.Namespace) -> int:
     from faceid.cli.vision_commands import analyzer_from_args
-    from faceid.store.evaluate import format_report, run_identification_benchmark
+    from faceid.store.identify_bench import format_report, run_identification_benchmark
 
     root = Path(args.root)
     if not root.is_dir():

@@ -51,7 +51,7 @@ def _dataset(args: argparse.Namespace, store: Any) -> Any:
     if args.gallery:
         if args.data is not None:
             raise CommandError("give a data folder or --gallery, not both")
-        from faceid.train.gallery import gallery_dataset
+        from faceid.train.store_dataset import gallery_dataset
 
         return gallery_dataset(store)
     if args.data is None:

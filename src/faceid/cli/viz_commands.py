@@ -80,7 +80,7 @@ def _cmd_viz(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_runtimes(args: argparse.Namespace) -> int:
-    from faceid.runtimes.bench import format_report, offered_int8, run_runtime_benchmark
+    from faceid.runtime_bench.bench import format_report, offered_int8, run_runtime_benchmark
 
     root = Path(args.root)
     if not root.is_dir():

@@ -121,7 +121,7 @@ def _store_decision(result: Identification) -> FrameDecision:
 
 
 class MemoryGallery:
-    """The part of :class:`faceid.store.gallery.Gallery` a Matcher uses, over descriptors held in memory."""
+    """The part of :class:`faceid.store.gallery_cache.Gallery` a Matcher uses, over descriptors held in memory."""
 
     def __init__(
         self, model_id: str, face_ids: np.ndarray, person_ids: np.ndarray, embeddings: np.ndarray, names: dict[int, str]

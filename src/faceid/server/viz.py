@@ -24,7 +24,7 @@ from faceid.server.auth import VIEW, Principal, require
 from faceid.server.errors import ApiError
 from faceid.server.views import API
 from faceid.server.web import _render
-from faceid.viz.gallery import EventEmbeddings, load_gallery, load_unknown_events
+from faceid.viz.embeddings import EventEmbeddings, load_gallery, load_unknown_events
 from faceid.viz.maps import build_map
 
 log = logging.getLogger(__name__)

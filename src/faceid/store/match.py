@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceid.store.gallery import Gallery
+from faceid.store.gallery_cache import Gallery
 
 if TYPE_CHECKING:
     from faceid.store.camera import CameraCalibration

@@ -26,7 +26,7 @@ from faceid.store.camera import CameraCalibration, CameraCalibrations
 from faceid.store.config import describe_url, resolve_data_dir, resolve_database_url
 from faceid.store.database import WRITE_OPTION, Database, open_database
 from faceid.store.files import ImageFolder
-from faceid.store.gallery import Gallery, current_version
+from faceid.store.gallery_cache import Gallery, current_version
 from faceid.store.match import Calibration, Matcher
 from faceid.store.photos import Pick, PreparedFace, prepare_face, source_bytes
 from faceid.store.records import (

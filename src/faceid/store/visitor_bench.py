@@ -2,7 +2,7 @@
 
 Protocol (faces-dev layout ``ROOT/<person>/<person>_NNNN.jpg``, descriptors cached as for ``bench identify``):
 
-* The people are split in two halves by a hash of their name (as :func:`faceid.store.evaluate.
+* The people are split in two halves by a hash of their name (as :func:`faceid.store.identify_bench.
   evaluate_shipped_calibration` does): a calibration made as it ships from one half decides for a replay of the
   other half, then the halves swap. So no one replayed was used to make the rule that clusters them.
 * The replay: every photo of the people with at least ``min_photos`` photos (the regulars), shuffled into one time
@@ -53,7 +53,7 @@ MARGINS = (-0.05, 0.0, 0.05, 0.1)
 
 
 def _half(name: str) -> int:
-    from faceid.store.evaluate import _people_half
+    from faceid.store.identify_bench import _people_half
 
     return _people_half(name)
 

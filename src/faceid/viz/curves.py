@@ -21,7 +21,7 @@ import numpy as np
 
 from faceid.eval.metrics import best_threshold, roc_auc, roc_curve, tar_at_far
 from faceid.thresholds import DLIB_DISTANCE_THRESHOLD
-from faceid.viz.gallery import GalleryEmbeddings
+from faceid.viz.embeddings import GalleryEmbeddings
 
 if TYPE_CHECKING:
     from faceid.store import Store

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from faceid.viz.gallery import GalleryEmbeddings, UnknownEmbeddings
+from faceid.viz.embeddings import GalleryEmbeddings, UnknownEmbeddings
 from faceid.viz.projection import project
 
 UNKNOWN_COLOR = "#111111"

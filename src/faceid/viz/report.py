@@ -26,7 +26,7 @@ from faceid.viz.curves import (
     pairs_file_scores,
     same_pairs,
 )
-from faceid.viz.gallery import GalleryEmbeddings, load_gallery, load_unknown_events
+from faceid.viz.embeddings import GalleryEmbeddings, load_gallery, load_unknown_events
 from faceid.viz.maps import EmbeddingMap, build_map
 from faceid.viz.plots import write_compare_png, write_det_png, write_histogram_png, write_map_png, write_roc_png
 

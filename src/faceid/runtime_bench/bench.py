@@ -31,7 +31,7 @@ from tqdm import tqdm
 from faceid.errors import BadInputError, FaceidError
 from faceid.eval.metrics import kfold_accuracy, tar_at_far
 from faceid.eval.pairs import Pair, embed_images, read_pairs
-from faceid.runtimes.backends import ANCHOR, BACKENDS, Backend, DescriptorRunner, descriptor_runner, detector_for
+from faceid.runtime_bench.backends import ANCHOR, BACKENDS, Backend, DescriptorRunner, descriptor_runner, detector_for
 from faceid.vision.align import face_chips
 from faceid.vision.analyzer import CHIP_PADDING, CHIP_SIZE, Analyzer
 from faceid.vision.image import load_image
@@ -297,7 +297,7 @@ def _load_backend(backend: Backend, detectors: Sequence[str], threads: int | Non
     entry = _Live(backend, result)
     try:
         if backend.is_int8:
-            from faceid.runtimes.quantize import quantized_descriptor_path
+            from faceid.runtime_bench.quantize import quantized_descriptor_path
 
             assert backend.quant_format is not None
             result.model_file = str(

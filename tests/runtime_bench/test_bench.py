@@ -11,8 +11,8 @@ import pytest
 
 from faceid.cli import main
 from faceid.eval.pairs import Pair
-from faceid.runtimes.backends import BACKENDS, backend_by_key, unavailable_reason
-from faceid.runtimes.bench import BackendResult, RuntimeReport, format_report, offered_int8, subset_pairs
+from faceid.runtime_bench.backends import BACKENDS, backend_by_key, unavailable_reason
+from faceid.runtime_bench.bench import BackendResult, RuntimeReport, format_report, offered_int8, subset_pairs
 
 CPU_ROWS = ["ort-cpu", "ort-int8-qdq", "ort-int8-qop", "torch-cpu"]
 GPU_ROWS = ["torch-cuda", "torch-cuda-fp16", "torch-cuda-graph", "ort-cuda", "ort-trt", "ort-trt-fp16"]

@@ -211,7 +211,7 @@ def descriptor_runner(
     if backend.is_int8:
         if calibration_chips is None:
             raise ValueError(f"{backend.label} needs calibration chips")
-        from faceid.runtimes.quantize import quantized_descriptor_path
+        from faceid.runtime_bench.quantize import quantized_descriptor_path
 
         assert backend.quant_format is not None
         path = str(quantized_descriptor_path(backend.quant_format, calibration_chips, source, backend.keep_float))
