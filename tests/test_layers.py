@@ -1,7 +1,7 @@
 """The import graph of ``src/faceid``, read from the source (nothing is imported): layers one way, no cycles.
 
 Layers, lowest first: the base modules (errors, paths, settings, thresholds) <- models <- vision <- eval <-
-store <- train, viz, monitor, integrations, runtimes <- server <- cli. A package imports only from lower
+store <- train, viz, monitor, integrations, runtime_bench <- server <- cli. A package imports only from lower
 layers, whether at the top of a module, inside a function or for type checking alone: a lazy import is still
 a dependency, and the one that crosses a layer is the one that makes two packages one.
 """
@@ -24,7 +24,7 @@ LAYERS: dict[str, int] = {
     "viz": 5,
     "monitor": 5,
     "integrations": 5,
-    "runtimes": 5,
+    "runtime_bench": 5,
     "server": 6,
     "cli": 7,
 }
