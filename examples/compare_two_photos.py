@@ -1,6 +1,6 @@
 """Are the people in two photos the same person?
 
-    python examples/compare_two_photos.py ../shared/datasets/media/obama.jpg ../shared/datasets/media/obama2.jpg
+python examples/compare_two_photos.py ../shared/datasets/media/obama.jpg ../shared/datasets/media/obama2.jpg
 """
 
 import sys

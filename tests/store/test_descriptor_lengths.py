@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from faceid.errors import BadInputError
 from faceid.store import Store
 from faceid.store.database import migration_connection
 from faceid.store.versions import VersionedStore
@@ -47,7 +48,7 @@ def test_two_lengths_side_by_side(data_dir: Path, db_url: str | None, backend: s
         best = fused.identify_embedding(long[2] + 0.01).candidates[0]
         assert best.name == "long 2" and best.distance < 0.2
         assert fused.gallery().kind == index
-        with pytest.raises(ValueError):
+        with pytest.raises(BadInputError, match=r"a descriptor of 128 values .* which have 256: describe faces with"):
             fused.identify_embedding(short[0])  # a 128-value probe is not this model's
     if index == "pgvector":
         with Store(data_dir, db_url, model_id=FUSED) as store, store.engine.connect() as connection:

@@ -24,6 +24,7 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
+from faceid.errors import BadInputError
 from faceid.store.index import ExactIndex, FaceIndex, IvfIndex, Neighbours, PgvectorIndex
 from faceid.store.schema import Face, FaceLog, Person, StoreState
 from faceid.thresholds import APPROX_INDEX_MIN_FACES
@@ -257,6 +258,14 @@ class Gallery:
         self.sync()
         with self._lock:
             assert self._index is not None
+            dim = getattr(self._index, "dim", None)
+            size = np.asarray(query).size
+            if dim is not None and len(self._index) and size != dim:
+                # A descriptor of another model (dlib's 128 values against a fused gallery's 256): say so.
+                raise BadInputError(
+                    f"a descriptor of {size} values cannot be searched among {self.model_id}'s faces, which have "
+                    f"{dim}: describe faces with the store's own analyzer (store.analyzer, store.identify)"
+                )
             return self._index.search(query, k)
 
     def names(self, person_ids: Sequence[int]) -> dict[int, str]:
