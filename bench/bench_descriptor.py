@@ -1,6 +1,6 @@
 """Descriptor speed: dlib's compute_face_descriptor vs faceid's ONNX graph, same chips, one process.
 
-    python bench/bench_descriptor.py [--chips 64]
+python bench/bench_descriptor.py [--chips 64]
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ def gallery(versions_store, small_people) -> list[Path]:
 
 def _answer(results) -> tuple:
     """What an identification says, comparable across calls: version, decision, nearest people and distances."""
+
     # Nearest by distance: the built-in model ranks by its calibration's cohort score, a version without one by
     # distance, and distances are what the rotated model scales.
     def nearest(r):
