@@ -29,7 +29,7 @@ def _add_store_options(parser: argparse.ArgumentParser, photos: bool = False) ->
     if photos:
         from faceid.cli.vision_commands import add_analyzer_options
 
-        add_analyzer_options(parser)
+        add_analyzer_options(parser, descriptor=False)
     add_json_option(parser)
 
 

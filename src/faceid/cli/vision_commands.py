@@ -16,9 +16,13 @@ from faceid.vision.detect import DETECTORS, PHOTO_DETECTOR, PHOTO_MIRROR, PHOTO_
 from faceid.vision.types import Face
 
 
-def add_analyzer_options(parser: argparse.ArgumentParser) -> None:
-    """The face pipeline's options; unset, photos take the photo pipeline (the most accurate measured)."""
-    group = parser.add_argument_group("face pipeline")
+def add_analyzer_options(parser: argparse.ArgumentParser, descriptor: bool = True) -> None:
+    """The face pipeline's options; unset, photos take the photo pipeline (the most accurate measured).
+    Without ``descriptor`` (a store's commands) there is no ``--second-opinion``: a store describes faces with
+    its active model version, whatever the command line says."""
+    group = parser.add_argument_group(
+        "face pipeline" if descriptor else "face pipeline (the descriptor is the store's: `faceid versions list`)"
+    )
     group.add_argument(
         "--detector",
         choices=sorted(DETECTORS),
@@ -39,6 +43,8 @@ def add_analyzer_options(parser: argparse.ArgumentParser) -> None:
         "through PyTorch on the GPU where a CUDA build of torch is installed)",
     )
     group.add_argument("--threads", type=int, default=None, help="threads per model (default: all cores)")
+    if not descriptor:
+        return
     group.add_argument(
         "--second-opinion",
         choices=["none", "sface"],
