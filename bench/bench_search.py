@@ -318,49 +318,27 @@ def load_postgres(
     return build
 
 
-class HalfvecSearch(PgvectorIndex):
-    """PgvectorIndex's query on a half-precision index: the graph walks ``embedding::halfvec(D)``; the k faces
-    found are given their full-precision distances (the store re-scores the candidates in full precision)."""
+class RescoredSearch(PgvectorIndex):
+    """PgvectorIndex's query on the bench's other index builds: an HNSW graph or IVFFlat lists (``ivfflat``, where
+    ``ef_search`` is read as ``ivfflat.probes``) over ``embedding::cast(D)``; the k faces found are given their
+    full-precision distances (the store re-scores the candidates in full precision)."""
 
-    def search(self, query: np.ndarray, k: int) -> Neighbours:
-        from sqlalchemy import text
-
-        literal = "[" + ",".join(f"{v:.8g}" for v in np.asarray(query, np.float32).reshape(-1).tolist()) + "]"
-        d = self.dim
-        with self.engine.connect() as connection, connection.begin():
-            connection.execute(text(f"SET LOCAL hnsw.ef_search = {int(max(self.ef_search, k))}"))
-            connection.execute(text(f"SET LOCAL hnsw.iterative_scan = {self.iterative_scan}"))
-            connection.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-            rows = connection.execute(
-                text(
-                    f"SELECT id, person_id, embedding::vector({d}) <-> CAST(:q AS vector({d})) FROM faces "
-                    f"WHERE model_id = :model ORDER BY embedding::halfvec({d}) <-> CAST(:q AS halfvec({d})) LIMIT :k"
-                ),
-                {"q": literal, "model": self.model_id, "k": int(k)},
-            ).all()
-        face_ids = np.array([r[0] for r in rows], np.int64)
-        person_ids = np.array([r[1] for r in rows], np.int64)
-        distances = np.array([r[2] for r in rows], np.float32)
-        order = np.argsort(distances, kind="stable")
-        return Neighbours(face_ids[order], person_ids[order], distances[order])
-
-
-class IvfflatSearch(PgvectorIndex):
-    """The store's query on an IVFFlat index: ``ef_search`` is read as ``ivfflat.probes`` (lists scanned); the
-    k faces found are given their full-precision distances."""
-
-    def __init__(self, *args: object, cast: str = "vector", **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.cast = cast
+    def __init__(self, *args: Any, cast: str = "vector", ivfflat: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cast, self.ivfflat = cast, ivfflat
 
     def search(self, query: np.ndarray, k: int) -> Neighbours:
         from sqlalchemy import text
 
         literal = "[" + ",".join(f"{v:.8g}" for v in np.asarray(query, np.float32).reshape(-1).tolist()) + "]"
         d, cast = self.dim, self.cast
+        method = "ivfflat" if self.ivfflat else "hnsw"
+        effort = (
+            f"ivfflat.probes = {int(self.ef_search)}" if self.ivfflat else f"hnsw.ef_search = {max(self.ef_search, k)}"
+        )
         with self.engine.connect() as connection, connection.begin():
-            connection.execute(text(f"SET LOCAL ivfflat.probes = {int(self.ef_search)}"))
-            connection.execute(text(f"SET LOCAL ivfflat.iterative_scan = {self.iterative_scan}"))
+            connection.execute(text(f"SET LOCAL {effort}"))
+            connection.execute(text(f"SET LOCAL {method}.iterative_scan = {self.iterative_scan}"))
             connection.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
             rows = connection.execute(
                 text(
@@ -480,13 +458,18 @@ def main() -> int:
                             layout += ", halfvec"
                         for mode in args.iterative.split(","):
                             for ef in (int(e) for e in args.ef_search.split(",")):
-                                if lists:
-                                    pgvector: PgvectorIndex = IvfflatSearch(
-                                        engine, MODEL, ef_search=ef, iterative_scan=mode, cast=args.cast
+                                pgvector: PgvectorIndex = (
+                                    RescoredSearch(
+                                        engine,
+                                        MODEL,
+                                        ef_search=ef,
+                                        iterative_scan=mode,
+                                        cast=args.cast,
+                                        ivfflat=bool(lists),
                                     )
-                                else:
-                                    kind = HalfvecSearch if args.cast == "halfvec" else PgvectorIndex
-                                    pgvector = kind(engine, MODEL, ef_search=ef, iterative_scan=mode)
+                                    if lists or args.cast != "vector"
+                                    else PgvectorIndex(engine, MODEL, ef_search=ef, iterative_scan=mode)
+                                )
 
                                 def search(query: np.ndarray, k: int, index: PgvectorIndex = pgvector) -> Neighbours:
                                     answer = index.search(query, k)  # ids are 1-based in the table
