@@ -120,6 +120,12 @@ SESSION_MAX_SECONDS = 7 * 24 * 60 * 60
 # frame: tracks stay continuous (a face moves well under its own size in 1/15 s) for half the detector's cost,
 # which is what the 2x-real-time budget on 2 cores needs (bench/bench_monitor.py).
 MONITOR_DETECT_FPS = 15.0
+# A decoded video frame whose longest side is at least MONITOR_DECODER_SHRINK_FACTOR times the detector's input
+# (BlazeFace: 192 px, so 768 px and up: 720p, 1080p, 4K) reaches the detector shrunk by the video decoder's
+# scaler (an average over each pixel's area, straight from the YUV picture) instead of converted to RGB whole
+# and shrunk after: at 1920x1080 0.9 ms against 2.8 + 3.0 ms (bench/RESULTS.md, "Big frames"). Smaller frames
+# keep the detector's own shrink, whose output the 640x360 measurements were made with.
+MONITOR_DECODER_SHRINK_FACTOR = 4
 # Tracking (faceid.monitor.tracker): a detection continues a track when its box overlaps the track's predicted
 # box by MONITOR_TRACK_MIN_IOU, or, failing that, when its centre is within MONITOR_TRACK_MAX_CENTRE_SHIFT face
 # sizes of it at a similar size (small faces moving fast). A track needs MONITOR_TRACK_MIN_HITS detections to

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from faceid.cli import main
@@ -142,3 +143,61 @@ def test_a_file_source_reports_media_time(media_dir: Path) -> None:
     assert source.fps == pytest.approx(29.97, abs=0.01)
     with pytest.raises(SourceError):
         FileSource(media_dir)
+
+
+def test_a_decoded_frame_is_converted_only_when_asked(media_dir: Path) -> None:
+    import av
+    from PIL import Image
+
+    from faceid.vision.image import sample_grid
+
+    with av.open(str(media_dir / "short_hamilton_clip.mp4")) as container:
+        decoded = container.decode(video=0)
+        eager = [next(decoded).to_ndarray(format="rgb24") for _ in range(5)]
+    source = FileSource(media_dir / "short_hamilton_clip.mp4")
+    frames = [f for _, f in zip(range(5), source.frames(), strict=False)]
+    source.close()
+    for frame, rgb in zip(frames, eager, strict=True):
+        assert frame.shrinks_cheaply and (frame.width, frame.height) == (640, 360)
+        # Sampled and shrunk by the decoder's scaler, from the YUV picture: the same pixels within rounding.
+        grid = frame.grid(18, 32).astype(int)
+        assert grid.shape == (18, 32, 3) and np.abs(grid - sample_grid(rgb, 18, 32)).mean() < 3
+        small = frame.shrunk(192, 108).astype(int)
+        box = np.asarray(Image.fromarray(rgb).resize((192, 108), Image.Resampling.BOX)).astype(int)
+        assert small.shape == (108, 192, 3) and np.abs(small - box).mean() < 2
+        assert np.array_equal(frame.rgb, rgb)  # converted whole: exactly PyAV's own conversion
+        assert not frame.shrinks_cheaply and np.array_equal(frame.grid(18, 32), sample_grid(rgb, 18, 32))
+
+
+def test_a_big_frame_is_detected_on_the_decoders_small_picture(tmp_path: Path, media_dir: Path) -> None:
+    """A 1920x1080 frame reaches the detector shrunk by the decoder; the faces come back in the frame's pixels."""
+    import av
+    from PIL import Image
+
+    from faceid.monitor.pipeline import detect_in_frame
+    from faceid.vision.blazeface import BlazeFaceDetector
+    from faceid.vision.boxes import iou
+
+    big = tmp_path / "big.mp4"
+    with av.open(str(media_dir / "short_hamilton_clip.mp4")) as reader, av.open(str(big), "w") as writer:
+        stream = writer.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
+        for i, decoded in enumerate(reader.decode(video=0)):
+            if i in (100, 230):  # Miranda in close-up; the audience
+                picture = decoded.to_image().resize((1920, 1080), Image.Resampling.BILINEAR)
+                for packet in stream.encode(av.VideoFrame.from_image(picture)):
+                    writer.mux(packet)
+        for packet in stream.encode():
+            writer.mux(packet)
+    detector = BlazeFaceDetector(threads=1)
+    source = FileSource(big)
+    for frame in source.frames():
+        assert frame.shrinks_cheaply
+        found = detect_in_frame(detector, frame)
+        assert frame.shrinks_cheaply, "a frame is converted whole only for a face's quality and descriptor"
+        whole = detector.detect(frame.rgb)
+        assert len(found) == len(whole) >= 1
+        # The two inputs differ by rounding (an area average from YUV against PIL's box reduction from RGB):
+        # the same faces at the same places (a weak detection, score ~0.5, moves by up to 7% of its size).
+        for mine, theirs in zip(found, whole, strict=True):
+            assert iou(mine.box, theirs.box) > 0.8 and abs(mine.score - theirs.score) < 0.1

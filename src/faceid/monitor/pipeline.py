@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from faceid.models.runtime import one_blas_thread
 from faceid.monitor.events import MonitorEvent, encode_jpeg, face_crop, idempotency_key
 from faceid.monitor.quality import Quality, assess
 from faceid.monitor.recognize import (
@@ -42,6 +43,7 @@ from faceid.monitor.sources import Frame, Source
 from faceid.monitor.tracker import CutDetector, Track, Tracker
 from faceid.thresholds import (
     MONITOR_CUT_THRESHOLD,
+    MONITOR_DECODER_SHRINK_FACTOR,
     MONITOR_DETECT_FPS,
     MONITOR_EMBED_INTERVAL_SECONDS,
     MONITOR_EMBED_MIN_QUALITY,
@@ -49,7 +51,7 @@ from faceid.thresholds import (
     MONITOR_MIN_FACE_PX,
     MONITOR_NAME_MIN_QUALITY,
 )
-from faceid.vision.types import Detection
+from faceid.vision.types import Detection, Detector
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +167,22 @@ class _TrackState:
     verdict: Verdict | None = None
 
 
+def detect_in_frame(detector: Detector, frame: Frame) -> list[Detection]:
+    """The faces in ``frame``, in its pixels.
+
+    A big decoded frame (MONITOR_DECODER_SHRINK_FACTOR) is shrunk by the decoder to what the detector looks at
+    anyway, so that only the frames with a face get converted to RGB whole (for their quality and descriptors).
+    """
+    size = detector.input_size
+    longest = max(frame.width, frame.height)
+    if size is None or not frame.shrinks_cheaply or longest < MONITOR_DECODER_SHRINK_FACTOR * size:
+        return list(detector.detect(frame.rgb))
+    width = max(1, round(frame.width * size / longest))
+    height = max(1, round(frame.height * size / longest))
+    found = detector.detect(frame.shrunk(width, height))
+    return [detection.scaled(frame.width / width, frame.height / height) for detection in found]
+
+
 class _Reader:
     """Reads a source on its own thread into a small queue (live: dropping the oldest frame when full)."""
 
@@ -273,6 +291,10 @@ class Monitor:
         self.analyzer.faces_from_detections(blank, [Detection(box, 1.0)])
 
     def run(self) -> MonitorStats:
+        with one_blas_thread():
+            return self._run()
+
+    def _run(self) -> MonitorStats:
         self.warm_up()
         fps = self.source.fps or 30.0
         if self.options.detect_fps > 0 and not self.source.live:
@@ -327,7 +349,7 @@ class Monitor:
 
     def _step(self, frame: Frame) -> None:
         self.stats.frames += 1
-        cut = self.cuts.is_cut(frame.rgb)
+        cut = self.cuts.is_cut(frame.grid(*self.cuts.GRID))
         if cut:
             self.stats.cuts += 1
             self._collect()
@@ -336,7 +358,7 @@ class Monitor:
             self._states.clear()
         detections: list[Detection] | None = None
         if self._should_detect(frame) or cut:  # a new shot: find its faces at once
-            detections = self.analyzer.detector.detect(frame.rgb)
+            detections = detect_in_frame(self.analyzer.detector, frame)
             self.stats.detected_frames += 1
             self.stats.detections += len(detections)
         alive, ended = self.tracker.update(frame.time, frame.wall, frame.index, detections)

@@ -25,6 +25,7 @@ from faceid.thresholds import (
     MONITOR_TRACK_MIN_IOU,
 )
 from faceid.vision.boxes import iou
+from faceid.vision.image import sample_grid
 from faceid.vision.types import Detection
 
 VELOCITY_SMOOTHING = 0.5  # weight of the newest displacement in the running velocity
@@ -166,13 +167,9 @@ class CutDetector:
         self.threshold = threshold
         self._previous: np.ndarray | None = None
 
-    def _thumbnail(self, rgb: np.ndarray) -> np.ndarray:
-        height, width = rgb.shape[:2]
-        step_y, step_x = max(1, height // self.GRID[0]), max(1, width // self.GRID[1])
-        return rgb[step_y // 2 :: step_y, step_x // 2 :: step_x].astype(np.float32).mean(axis=2)
-
     def is_cut(self, rgb: np.ndarray) -> bool:
-        thumbnail = self._thumbnail(rgb)
+        """``rgb``: the frame, or its pixels already sampled on the grid (:meth:`Frame.grid`)."""
+        thumbnail = sample_grid(rgb, *self.GRID).astype(np.float32).mean(axis=2)
         previous, self._previous = self._previous, thumbnail
         if previous is None or previous.shape != thumbnail.shape or self.threshold <= 0:
             return False

@@ -25,14 +25,13 @@ Protocol (faces-dev layout ``ROOT/<person>/<person>_NNNN.jpg``, descriptors cach
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from faceid.errors import BadInputError
+from faceid.models.runtime import one_blas_thread
 from faceid.store.calibrate import LabelledFaces, describe_photos, folder_photos
 from faceid.store.match import Calibration
 from faceid.thresholds import VISITOR_ENROLL_CAP
@@ -465,23 +465,10 @@ def evaluate_visitors(
     enroll_cap: int = VISITOR_ENROLL_CAP,
     progress: bool = True,
 ) -> dict[str, Any]:
-    with _one_thread() as threads:
+    with one_blas_thread():
         report = _evaluate(faces, min_photos, seed, scale_events, enroll_cap, progress)
-    report["blas_threads"] = threads
+    report["blas_threads"] = "1"
     return report
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[str]:
-    """One BLAS thread: every score is one small matrix product, and on a busy machine BLAS's spinning worker
-    threads made each 20x slower (0.6 ms -> 13 ms against a 10,000-face cohort on 2 shared cores)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield "default (threadpoolctl not installed)"
-        return
-    with threadpool_limits(limits=1):
-        yield "1"
 
 
 def _evaluate(

@@ -227,6 +227,7 @@ class BlazeFaceDetector:
             raise ValueError(f"unknown BlazeFace variant {variant!r}; choose from {', '.join(DETECTOR_VARIANTS)}")
         self.variant = variant
         self.networks = ("full", "short") if variant == "both" else (variant,)
+        self.input_size: int | None = max(ANCHOR_LAYOUTS[network].input_size for network in self.networks)
         self.score_thresholds = {
             network: DEFAULT_SCORE_THRESHOLDS[network] if score_threshold is None else score_threshold
             for network in self.networks

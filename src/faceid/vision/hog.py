@@ -13,6 +13,7 @@ from faceid.vision.types import Detection
 
 class HogDetector:
     name = "hog"
+    input_size: int | None = None  # the image at its own size (a pyramid of it)
 
     def __init__(self, upsample: int = 1) -> None:
         self.upsample = upsample

@@ -125,3 +125,10 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
     else:
         raise ImageError(f"unsupported image array type {array.dtype}")
     return np.ascontiguousarray(array)
+
+
+def sample_grid(rgb: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """Single pixels of ``rgb`` on a grid of about ``rows`` x ``columns``, each in the middle of its cell."""
+    height, width = rgb.shape[:2]
+    step_y, step_x = max(1, height // rows), max(1, width // columns)
+    return rgb[step_y // 2 :: step_y, step_x // 2 :: step_x]

@@ -410,6 +410,7 @@ class MmodDetector:
     """
 
     name = "mmod"
+    input_size: int | None = None  # the image at its own size (a pyramid of it)
 
     def __init__(
         self,

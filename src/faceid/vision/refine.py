@@ -38,6 +38,7 @@ class RefinedDetector:
     """BlazeFace's faces with MMOD's boxes (see the module's text)."""
 
     name = "photo"
+    input_size: int | None = None  # the image at its own size (a pyramid of it)
 
     def __init__(self, device: str = "cpu", threads: int | None = None) -> None:
         self.device = device

@@ -23,6 +23,13 @@ class Detection:
     def width(self) -> float:
         return float(self.box[2] - self.box[0])
 
+    def scaled(self, x: float, y: float) -> Detection:
+        """The same face in the image stretched ``x`` times across and ``y`` times down."""
+        factors = np.array([x, y], np.float32)
+        box = (self.box.reshape(2, 2) * factors).reshape(4).astype(np.float32)
+        keypoints = None if self.keypoints is None else (self.keypoints * factors).astype(np.float32)
+        return Detection(box, self.score, keypoints)
+
     @property
     def height(self) -> float:
         return float(self.box[3] - self.box[1])
@@ -47,6 +54,10 @@ class Face:
 @runtime_checkable
 class Detector(Protocol):
     name: str
+    # The longest side of the picture the detector actually looks at (it shrinks larger images to it), or
+    # None where it looks at the image at its own size. A caller holding a large frame in a cheaper form
+    # (a video decoder's picture) can shrink it to this itself.
+    input_size: int | None
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in an RGB image, best first."""
