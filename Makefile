@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.faceid-installed
 EXTRAS ?= full,setup,test,train
 
-.PHONY: run demo test setup lint bench clean
+.PHONY: run demo test setup lint bench-anchors clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# What the benchmarks compare with (bench/RESULTS.md): dlib-bin comes with the test extra; face_recognition 1.3.0
+# goes beside it without its declared dependencies, which would build dlib from source.
+bench-anchors: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps face_recognition==1.3.0
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
