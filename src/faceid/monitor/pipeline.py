@@ -272,6 +272,7 @@ class Monitor:
         self.cuts = CutDetector(options.cut_threshold)
         self.stats = MonitorStats()
         self._states: dict[int, _TrackState] = {}
+        self._closing: list[_TrackState] = []  # ended tracks waiting for their descriptors
         self._stop = threading.Event()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faceid-embed")
         self._last_detect_time: float | None = None
@@ -328,6 +329,7 @@ class Monitor:
             try:
                 for track in self.tracker.finish():
                     self._finish(track)
+                self._close_ready(wait=True)
             finally:
                 self._worker.shutdown(wait=True)
                 self.stats.seconds = time.perf_counter() - started
@@ -371,6 +373,7 @@ class Monitor:
         self._collect()
         for track in ended:
             self._finish(track)
+        self._close_ready()
         live_ids = {t.id for t in alive}
         for track_id in [i for i in self._states if i not in live_ids]:
             del self._states[track_id]  # tentative tracks that never confirmed
@@ -469,7 +472,19 @@ class Monitor:
             if state.submitted == 0 or state.slot_best.quality.score > max(best_sent, best_done):
                 self._submit(state, state.slot_best)
         state.slot_best = None
-        self._collect(state, wait=True)
+        self._closing.append(state)
+
+    def _close_ready(self, wait: bool = False) -> None:
+        """Decide and report ended tracks, in the order they ended, each once its descriptors are done (all of
+        them, waiting, when ``wait``). The loop goes on with the next frames meanwhile: waiting for the
+        descriptor worker at every track's end left a core idle (the 640x360 clip: 2.05 -> 1.85 s, RESULTS)."""
+        while self._closing and (wait or all(future.done() for future, _ in self._closing[0].pending)):
+            state = self._closing.pop(0)
+            self._collect(state, wait=True)
+            self._report(state)
+
+    def _report(self, state: _TrackState) -> None:
+        track = state.track
         verdict = self._decide(state)
         if verdict is None:
             self.stats.tracks_without_face += 1
