@@ -126,6 +126,13 @@ MONITOR_DETECT_FPS = 15.0
 # and shrunk after: at 1920x1080 0.9 ms against 2.8 + 3.0 ms (bench/RESULTS.md, "Big frames"). Smaller frames
 # keep the detector's own shrink, whose output the 640x360 measurements were made with.
 MONITOR_DECODER_SHRINK_FACTOR = 4
+# Tiled detection (faceid.vision.tiles, `faceid monitor --detect-tiles N`): neighbouring tiles overlap by a
+# fifth of a tile, so that a face up to that size lies whole in some tile (at 3 x 3 tiles of 1920x1080, about
+# 150 x 90 px; bigger faces come from the whole frame's pass); a tile's detection within DETECT_TILE_EDGE_PX of
+# a side it shares with a neighbour is a face cut in two and is left to the tile or pass that sees it whole.
+# Measured on made 1920x1080 frames (bench/bench_tiling.py, bench/RESULTS.md "Small faces in big frames").
+DETECT_TILE_OVERLAP = 0.2
+DETECT_TILE_EDGE_PX = 2.0
 # Tracking (faceid.monitor.tracker): a detection continues a track when its box overlaps the track's predicted
 # box by MONITOR_TRACK_MIN_IOU, or, failing that, when its centre is within MONITOR_TRACK_MAX_CENTRE_SHIFT face
 # sizes of it at a similar size (small faces moving fast). A track needs MONITOR_TRACK_MIN_HITS detections to

@@ -68,6 +68,8 @@ def test_bad_options_are_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture
     assert code == 2 and "API key" in err
     assert run_cli(capsys, clip, "--server", "ftp://host", "--api-key", "k", "--state-dir", str(tmp_path))[0] == 2
     assert run_cli(capsys, "ftp://host/video")[0] == 2
+    code, err = run_cli(capsys, clip, "--detect-tiles", "9")
+    assert code == 2 and "--detect-tiles" in err
 
 
 def test_a_stream_that_drops_is_reopened_with_backoff(media_dir: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -58,6 +58,7 @@ def _event_line(event: Any) -> str:
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
     from faceid.monitor import Agent, AgentConfig, PipelineOptions
+    from faceid.vision.tiles import MAX_TILES
 
     if args.preview is not None and not 0 <= args.preview <= 65535:
         raise CommandError("--preview takes a TCP port (0-65535)")
@@ -70,6 +71,8 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         raise CommandError("--embed-interval must be above 0")
     if args.max_embeddings < 1:
         raise CommandError("--max-embeddings must be at least 1")
+    if not 1 <= args.detect_tiles <= MAX_TILES:
+        raise CommandError(f"--detect-tiles takes 1 to {MAX_TILES} (N x N tiles)")
 
     def on_event(event: Any) -> None:
         if args.json:
@@ -96,6 +99,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
             unknown=args.unknown,
             realtime=args.realtime,
             max_seconds=args.max_seconds,
+            detect_tiles=args.detect_tiles,
         ),
         output=args.output,
         preview_port=args.preview,
@@ -209,6 +213,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=MONITOR_DETECT_FPS,
         metavar="F",
         help="run the detector F times per second of video (0: every frame)",
+    )
+    pipeline.add_argument(
+        "--detect-tiles",
+        type=int,
+        default=1,
+        metavar="N",
+        help="also detect in N x N overlapping tiles of each frame: faces under ~100 px in a 1080p frame "
+        "(N^2 + 1 detector runs; 1-4, default 1: the whole frame only)",
     )
     pipeline.add_argument(
         "--embed-interval",

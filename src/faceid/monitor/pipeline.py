@@ -51,6 +51,7 @@ from faceid.thresholds import (
     MONITOR_MIN_FACE_PX,
     MONITOR_NAME_MIN_QUALITY,
 )
+from faceid.vision.tiles import MAX_TILES, detect_in_tiles
 from faceid.vision.types import Detection, Detector
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,15 @@ class PipelineOptions:
     realtime: bool = False  # pace a file at its frame rate, as if it were a camera
     max_seconds: float | None = None  # stop after this much media time
     cut_threshold: float = MONITOR_CUT_THRESHOLD  # 0: never end tracks at a change of shot
+    # The detector also looks at N x N overlapping tiles of each frame (small faces in big frames; N^2 + 1
+    # detector runs); 1: the whole frame only.
+    detect_tiles: int = 1
 
     def __post_init__(self) -> None:
         if self.unknown not in UNKNOWN_POLICIES:
             raise ValueError(f"unknown-face policy must be one of {', '.join(UNKNOWN_POLICIES)}")
+        if not 1 <= self.detect_tiles <= MAX_TILES:
+            raise ValueError(f"detect tiles must be 1 to {MAX_TILES} (N x N tiles)")
 
 
 @dataclass(kw_only=True)
@@ -167,12 +173,14 @@ class _TrackState:
     verdict: Verdict | None = None
 
 
-def detect_in_frame(detector: Detector, frame: Frame) -> list[Detection]:
-    """The faces in ``frame``, in its pixels.
+def detect_in_frame(detector: Detector, frame: Frame, tiles: int = 1) -> list[Detection]:
+    """The faces in ``frame``, in its pixels; with ``tiles`` > 1, in its tiles too (faceid.vision.tiles).
 
     A big decoded frame (MONITOR_DECODER_SHRINK_FACTOR) is shrunk by the decoder to what the detector looks at
     anyway, so that only the frames with a face get converted to RGB whole (for their quality and descriptors).
     """
+    if tiles > 1:
+        return detect_in_tiles(detector, frame.rgb, tiles)
     size = detector.input_size
     longest = max(frame.width, frame.height)
     if size is None or not frame.shrinks_cheaply or longest < MONITOR_DECODER_SHRINK_FACTOR * size:
@@ -360,7 +368,7 @@ class Monitor:
             self._states.clear()
         detections: list[Detection] | None = None
         if self._should_detect(frame) or cut:  # a new shot: find its faces at once
-            detections = detect_in_frame(self.analyzer.detector, frame)
+            detections = detect_in_frame(self.analyzer.detector, frame, self.options.detect_tiles)
             self.stats.detected_frames += 1
             self.stats.detections += len(detections)
         alive, ended = self.tracker.update(frame.time, frame.wall, frame.index, detections)
