@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from PIL import Image
 from common import command_line, dataset, machine, print_table
 
 CLIP = "short_hamilton_clip.mp4"
+EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)  # frames timed by index only
 
 # Runs one monitor of the checkout whose src folder is argv[1]; prints its stats and events as JSON.
 MONITOR_RUN = """
@@ -152,7 +154,7 @@ def detect_costs(path: Path) -> list[list[object]]:
         ("whole RGB frame, the detector's own letterbox", False),
         ("the decoder's shrunk picture", True),
     ):
-        frames = [Frame(i, 0.0, datetime_zero(), decoded=d, converter=converter) for i, d in enumerate(decoded)]
+        frames = [Frame(i, 0.0, EPOCH, decoded=d, converter=converter) for i, d in enumerate(decoded)]
         detector.detect(np.zeros((64, 64, 3), np.uint8))
         cpu, found, sizes = time.process_time(), 0, []
         for frame in frames:
@@ -162,12 +164,6 @@ def detect_costs(path: Path) -> list[list[object]]:
         elapsed = time.process_time() - cpu
         rows.append([label, f"{1000 * elapsed / len(frames):.2f}", found, f"{np.median(sizes):.0f}" if sizes else "-"])
     return rows
-
-
-def datetime_zero() -> Any:
-    from datetime import datetime, timezone
-
-    return datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
 def run_monitor(src: Path, clip: Path, camera: str, data_dir: Path) -> dict[str, Any]:
