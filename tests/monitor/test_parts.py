@@ -262,4 +262,9 @@ def test_the_server_gallery_gives_the_stores_decision(enrolled_store_dir: Path) 
                 named += 1
                 # interpolated from the thresholds by gallery size: close to the stored tail's answer
                 assert abs(a.confidence - b.confidence) < 0.05
+                # the stranger rate reported with a connected monitor's events too, not "uncalibrated"
+                assert a.stranger_rate is not None and b.stranger_rate is not None
+                assert b.stranger_rate == pytest.approx(1.0 - b.confidence)
+            else:
+                assert b.stranger_rate is None
         assert named >= 3

@@ -218,15 +218,18 @@ class GalleryRecognizer:
         best = ranked[0] if ranked else None
         known = best is not None and best.score <= self.threshold
         name = self.gallery.names([best.person_id])[best.person_id] if best is not None else None
+        confidence = self.confidence(best.score) if known and best else 0.0
         return FrameDecision(
             person_id=best.person_id if known and best else None,
             name=name if known else None,
             distance=best.distance if best else None,
             score=best.score if best else None,
             threshold=self.threshold,
-            confidence=self.confidence(best.score) if known and best else 0.0,
+            confidence=confidence,
             nearest_id=best.person_id if best else None,
             nearest_name=name,
+            # With the server's stranger curve, the confidence is 1 - the stranger rate, as in the store.
+            stranger_rate=1.0 - confidence if known and self._fmr_curve else None,
         )
 
     def confidence(self, score: float) -> float:
